@@ -1,0 +1,1 @@
+"""eanet_course."""
