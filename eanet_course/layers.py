@@ -1,0 +1,441 @@
+"""Keras 3 layers of EANet: patches, external attention, the self-attention baseline, blocks.
+
+Shapes use the paper's letters: ``B`` batch, ``N`` patches, ``d`` width (``embed_dim``),
+``S`` memory units, ``H`` heads, ``P`` patch size. Every layer is serializable
+(``get_config``, registered under the package ``eanet_course``) and checks its input in
+``build``, so a wrong shape fails there with a message that names the fix.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import layers, ops
+
+__all__ = [
+    "PatchExtract",
+    "PatchEmbedding",
+    "double_normalization",
+    "ExternalAttention",
+    "SelfAttention",
+    "TransformerBlock",
+]
+
+PACKAGE = "eanet_course"
+
+
+def _expect_rank(layer: layers.Layer, input_shape, rank: int, layout: str) -> None:
+    if len(input_shape) != rank:
+        raise ValueError(
+            f"{type(layer).__name__} expects inputs of rank {rank} {layout}, "
+            f"got shape {tuple(input_shape)}. Reshape your input to {layout}."
+        )
+
+
+def _positive_int(owner: str, name: str, value) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}.")
+    return value
+
+
+def _check_heads(owner: str, embed_dim: int, num_heads: int) -> None:
+    if embed_dim % num_heads:
+        choices = [h for h in range(1, embed_dim + 1) if embed_dim % h == 0]
+        raise ValueError(
+            f"{owner}: embed_dim={embed_dim} is not divisible by num_heads={num_heads}; "
+            f"pick num_heads among {choices} or change embed_dim."
+        )
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PatchExtract(layers.Layer):
+    """Cut images into non-overlapping ``P x P`` patches and flatten each one.
+
+    Input ``(B, H, W, C)``; output ``(B, N, P*P*C)`` with ``N = (H/P) * (W/P)``, patches row by
+    row, pixels row by row inside a patch, channels together (``keras.ops.image.extract_patches``).
+    """
+
+    def __init__(self, patch_size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.patch_size = _positive_int("PatchExtract", "patch_size", patch_size)
+
+    def build(self, input_shape):
+        _expect_rank(self, input_shape, 4, "(batch, height, width, channels)")
+        for axis, size in (("height", input_shape[1]), ("width", input_shape[2])):
+            if size is not None and size % self.patch_size:
+                divisors = [p for p in range(1, size + 1) if size % p == 0]
+                raise ValueError(
+                    f"PatchExtract: image {axis} {size} is not divisible by "
+                    f"patch_size={self.patch_size}; pick a patch_size among {divisors} "
+                    "or resize the images."
+                )
+        self.built = True
+
+    def call(self, images):
+        batch = ops.shape(images)[0]
+        patches = ops.image.extract_patches(images, self.patch_size, padding="valid")
+        return ops.reshape(patches, (batch, -1, patches.shape[-1]))
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        n = None if h is None or w is None else (h // self.patch_size) * (w // self.patch_size)
+        return (b, n, self.patch_size * self.patch_size * c)
+
+    def get_config(self):
+        return {**super().get_config(), "patch_size": self.patch_size}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PatchEmbedding(layers.Layer):
+    """Project each flattened patch to ``embed_dim`` and add a learned position embedding.
+
+    Input ``(B, N, P*P*C)``; output ``(B, N, embed_dim)``. ``position_embedding.embeddings`` is
+    the ``(N, embed_dim)`` table of learned positions.
+    """
+
+    def __init__(self, num_patches: int, embed_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_patches = _positive_int("PatchEmbedding", "num_patches", num_patches)
+        self.embed_dim = _positive_int("PatchEmbedding", "embed_dim", embed_dim)
+        self.projection = layers.Dense(embed_dim, name="projection")
+        self.position_embedding = layers.Embedding(num_patches, embed_dim, name="position")
+
+    def build(self, input_shape):
+        _expect_rank(self, input_shape, 3, "(batch, num_patches, patch_values)")
+        if input_shape[1] is not None and input_shape[1] != self.num_patches:
+            raise ValueError(
+                f"PatchEmbedding was made for num_patches={self.num_patches} but got "
+                f"{input_shape[1]} patches; use num_patches=(image_size // patch_size) ** 2."
+            )
+        self.projection.build(input_shape)
+        self.position_embedding.build((self.num_patches,))
+        self.built = True
+
+    def call(self, patches):
+        positions = ops.arange(self.num_patches)
+        return self.projection(patches) + self.position_embedding(positions)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.embed_dim)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_patches": self.num_patches,
+            "embed_dim": self.embed_dim,
+        }
+
+
+def double_normalization(logits):
+    """EANet's double normalization of ``(..., N, S)`` logits, in ``keras.ops``.
+
+    Softmax over the patch axis ``N`` (axis -2), then l1 over the memory axis ``S`` (axis -1),
+    so that each patch's weights over the memory units sum to 1. Same maths as
+    :func:`eanet_course.reference.double_normalization`.
+    """
+    over_patches = ops.softmax(logits, axis=-2)
+    total = ops.sum(over_patches, axis=-1, keepdims=True)
+    return over_patches / (total + ops.cast(1e-9, over_patches.dtype))
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ExternalAttention(layers.Layer):
+    """Multi-head external attention with the double normalization, as in the Keras example.
+
+    Every patch attends to ``S`` *memory units*: rows of two small learned matrices shared by
+    the whole data set, the key memory ``M_k`` and the value memory ``M_v``. For one head with
+    features ``F`` of shape ``(N, dh)``::
+
+        A = DoubleNorm(F M_k^T)     # (N, S): softmax over patches N, then l1 over memory S
+        F_out = A M_v               # (N, dh)
+
+    The multi-head form widens ``d`` to ``d * dim_coefficient`` channels and cuts them into
+    ``H = num_heads * dim_coefficient`` heads of ``dh = d / num_heads`` channels; all heads share
+    ``M_k`` and ``M_v``. A final ``Dense`` maps back to ``d``. Cost: ``O(d * S * N)``, linear in N.
+
+    Args:
+        embed_dim: ``d``, the width of inputs and outputs.
+        num_heads: heads before the ``dim_coefficient`` widening (the example's ``num_heads``).
+        dim_coefficient: widening factor of the example (4).
+        memory_units: ``S`` per head; ``None`` means ``embed_dim // dim_coefficient`` (the Keras
+            example). The paper's own code uses 64.
+        attention_dropout: dropout on the attention map ``A``.
+        projection_dropout: dropout on the output.
+
+    Call arguments:
+        x: ``(B, N, d_in)``.
+        return_attention_scores: also return ``A`` after the double normalization (before
+            dropout), shape ``(B, H, N, S)`` as in ``keras.layers.MultiHeadAttention``.
+
+    Returns:
+        ``(B, N, embed_dim)``, or ``(output, scores)``.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int = 4,
+        dim_coefficient: int = 4,
+        memory_units: int | None = None,
+        attention_dropout: float = 0.0,
+        projection_dropout: float = 0.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        owner = "ExternalAttention"
+        self.embed_dim = _positive_int(owner, "embed_dim", embed_dim)
+        self.num_heads = _positive_int(owner, "num_heads", num_heads)
+        self.dim_coefficient = _positive_int(owner, "dim_coefficient", dim_coefficient)
+        _check_heads(owner, embed_dim, num_heads)
+        if memory_units is None and embed_dim < dim_coefficient:
+            raise ValueError(
+                f"{owner}: embed_dim // dim_coefficient = {embed_dim} // {dim_coefficient} = 0 "
+                "memory units; set memory_units >= 1 or lower dim_coefficient."
+            )
+        if memory_units is not None:
+            _positive_int(owner, "memory_units (S, at least 1)", memory_units)
+        self._memory_units = memory_units
+        self.attention_dropout = attention_dropout
+        self.projection_dropout = projection_dropout
+
+        self.to_heads = layers.Dense(embed_dim * dim_coefficient, name="to_heads")
+        self.memory_key = layers.Dense(self.memory_units, name="memory_key")  # holds M_k^T
+        self.memory_value = layers.Dense(self.head_dim, name="memory_value")  # holds M_v
+        self.output_projection = layers.Dense(embed_dim, name="output_projection")
+        self.attention_dropout_layer = layers.Dropout(attention_dropout)
+        self.projection_dropout_layer = layers.Dropout(projection_dropout)
+
+    @property
+    def memory_units(self) -> int:
+        """``S``, memory units per head."""
+        return self._memory_units or self.embed_dim // self.dim_coefficient
+
+    @property
+    def total_heads(self) -> int:
+        """``H = num_heads * dim_coefficient``, the heads the attention map has."""
+        return self.num_heads * self.dim_coefficient
+
+    @property
+    def head_dim(self) -> int:
+        """``dh = embed_dim * dim_coefficient / H = embed_dim / num_heads``."""
+        return self.embed_dim // self.num_heads
+
+    def build(self, input_shape):
+        _expect_rank(self, input_shape, 3, "(batch, num_patches, channels)")
+        if input_shape[-1] is None:
+            raise ValueError("ExternalAttention needs a known channel size (last axis).")
+        self.to_heads.build(input_shape)
+        head_shape = (input_shape[0], self.total_heads, input_shape[1], self.head_dim)
+        self.memory_key.build(head_shape)
+        self.memory_value.build((*head_shape[:-1], self.memory_units))
+        self.output_projection.build((*input_shape[:-1], self.embed_dim * self.dim_coefficient))
+        self.built = True
+
+    def call(self, x, return_attention_scores: bool = False, training=None):
+        n = ops.shape(x)[1]
+        heads = self.to_heads(x)  # (B, N, d*c)
+        heads = ops.reshape(heads, (-1, n, self.total_heads, self.head_dim))
+        heads = ops.transpose(heads, (0, 2, 1, 3))  # (B, H, N, dh)
+        logits = self.memory_key(heads)  # (B, H, N, S) = F M_k^T
+        scores = double_normalization(logits)
+        attention = self.attention_dropout_layer(scores, training=training)
+        out = self.memory_value(attention)  # (B, H, N, dh) = A M_v
+        out = ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (-1, n, self.embed_dim * self.dim_coefficient))
+        out = self.projection_dropout_layer(self.output_projection(out), training=training)
+        return (out, scores) if return_attention_scores else out
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "embed_dim": self.embed_dim,
+            "num_heads": self.num_heads,
+            "dim_coefficient": self.dim_coefficient,
+            "memory_units": self._memory_units,
+            "attention_dropout": self.attention_dropout,
+            "projection_dropout": self.projection_dropout,
+        }
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SelfAttention(layers.Layer):
+    """Multi-head scaled dot-product self-attention: the baseline that EANet replaces.
+
+    ``A = softmax(Q K^T / sqrt(dk))`` over the keys, ``out = A V``; cost ``O(d * N^2)``.
+    With ``key_dim=embed_dim`` it has exactly the weights of the Keras example's
+    ``MultiHeadAttention(num_heads, key_dim=embed_dim)``.
+
+    Args:
+        embed_dim: ``d``, the width of inputs and outputs.
+        num_heads: ``H``.
+        key_dim: ``dk`` per head; ``None`` means ``embed_dim // num_heads``.
+        attention_dropout: dropout on the attention map.
+        projection_dropout: dropout on the output.
+
+    Call: ``x`` of shape ``(B, N, d_in)`` gives ``(B, N, embed_dim)``, or with
+    ``return_attention_scores=True`` also the scores ``(B, H, N, N)`` (before dropout).
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int = 4,
+        key_dim: int | None = None,
+        attention_dropout: float = 0.0,
+        projection_dropout: float = 0.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        owner = "SelfAttention"
+        self.embed_dim = _positive_int(owner, "embed_dim", embed_dim)
+        self.num_heads = _positive_int(owner, "num_heads", num_heads)
+        if key_dim is None:
+            _check_heads(owner, embed_dim, num_heads)
+        else:
+            _positive_int(owner, "key_dim", key_dim)
+        self._key_dim = key_dim
+        self.attention_dropout = attention_dropout
+        self.projection_dropout = projection_dropout
+        width = self.num_heads * self.key_dim
+        self.query = layers.Dense(width, name="query")
+        self.key = layers.Dense(width, name="key")
+        self.value = layers.Dense(width, name="value")
+        self.output_projection = layers.Dense(embed_dim, name="output_projection")
+        self.attention_dropout_layer = layers.Dropout(attention_dropout)
+        self.projection_dropout_layer = layers.Dropout(projection_dropout)
+
+    @property
+    def key_dim(self) -> int:
+        """``dk``, channels per head for queries and keys (and values)."""
+        return self._key_dim or self.embed_dim // self.num_heads
+
+    def build(self, input_shape):
+        _expect_rank(self, input_shape, 3, "(batch, num_patches, channels)")
+        for dense in (self.query, self.key, self.value):
+            dense.build(input_shape)
+        self.output_projection.build((*input_shape[:-1], self.num_heads * self.key_dim))
+        self.built = True
+
+    def _split(self, x, n):
+        return ops.transpose(ops.reshape(x, (-1, n, self.num_heads, self.key_dim)), (0, 2, 1, 3))
+
+    def call(self, x, return_attention_scores: bool = False, training=None):
+        n = ops.shape(x)[1]
+        q, k, v = (self._split(dense(x), n) for dense in (self.query, self.key, self.value))
+        logits = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2)))  # (B, H, N, N)
+        scores = ops.softmax(logits / ops.cast(math.sqrt(self.key_dim), logits.dtype), axis=-1)
+        out = ops.matmul(self.attention_dropout_layer(scores, training=training), v)
+        out = ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (-1, n, self.num_heads * self.key_dim))
+        out = self.projection_dropout_layer(self.output_projection(out), training=training)
+        return (out, scores) if return_attention_scores else out
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "embed_dim": self.embed_dim,
+            "num_heads": self.num_heads,
+            "key_dim": self._key_dim,
+            "attention_dropout": self.attention_dropout,
+            "projection_dropout": self.projection_dropout,
+        }
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class TransformerBlock(layers.Layer):
+    """A pre-norm transformer block: ``x + Attn(LN(x))``, then ``x + MLP(LN(x))``.
+
+    ``attention="external"`` uses :class:`ExternalAttention` (EANet), ``"self"`` uses
+    :class:`SelfAttention` (the ViT baseline). The MLP is ``Dense(mlp_dim, gelu)``, dropout,
+    ``Dense(embed_dim)``, dropout, as in the Keras example.
+
+    Input ``(B, N, embed_dim)``; output the same shape, or ``(output, scores)`` with
+    ``return_attention_scores=True`` (scores ``(B, H, N, S)`` or ``(B, H, N, N)``).
+    """
+
+    ATTENTIONS = ("external", "self")
+
+    def __init__(
+        self,
+        embed_dim: int,
+        mlp_dim: int,
+        num_heads: int = 4,
+        attention: str = "external",
+        dim_coefficient: int = 4,
+        memory_units: int | None = None,
+        key_dim: int | None = None,
+        attention_dropout: float = 0.0,
+        projection_dropout: float = 0.0,
+        mlp_dropout: float = 0.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if attention not in self.ATTENTIONS:
+            raise ValueError(
+                f"TransformerBlock: attention={attention!r} is unknown; use one of "
+                f"{self.ATTENTIONS}."
+            )
+        self.embed_dim = _positive_int("TransformerBlock", "embed_dim", embed_dim)
+        self.mlp_dim = _positive_int("TransformerBlock", "mlp_dim", mlp_dim)
+        self.num_heads = num_heads
+        self.attention_type = attention
+        self.dim_coefficient = dim_coefficient
+        self.memory_units = memory_units
+        self.key_dim = key_dim
+        self.attention_dropout = attention_dropout
+        self.projection_dropout = projection_dropout
+        self.mlp_dropout = mlp_dropout
+
+        self.attention_norm = layers.LayerNormalization(epsilon=1e-5, name="attention_norm")
+        if attention == "external":
+            self.attention = ExternalAttention(
+                embed_dim, num_heads, dim_coefficient, memory_units,
+                attention_dropout, projection_dropout, name="attention",
+            )
+        else:
+            self.attention = SelfAttention(
+                embed_dim, num_heads, key_dim, attention_dropout, projection_dropout,
+                name="attention",
+            )
+        self.mlp_norm = layers.LayerNormalization(epsilon=1e-5, name="mlp_norm")
+        self.mlp_hidden = layers.Dense(mlp_dim, activation="gelu", name="mlp_hidden")
+        self.mlp_output = layers.Dense(embed_dim, name="mlp_output")
+        self.mlp_dropout_layer = layers.Dropout(mlp_dropout)
+
+    def build(self, input_shape):
+        _expect_rank(self, input_shape, 3, "(batch, num_patches, embed_dim)")
+        if input_shape[-1] != self.embed_dim:
+            raise ValueError(
+                f"TransformerBlock(embed_dim={self.embed_dim}) got inputs with "
+                f"{input_shape[-1]} channels; the residual needs them equal: put a "
+                f"PatchEmbedding(..., embed_dim={self.embed_dim}) (or a Dense) before the block."
+            )
+        self.attention_norm.build(input_shape)
+        self.attention.build(input_shape)
+        self.mlp_norm.build(input_shape)
+        self.mlp_hidden.build(input_shape)
+        self.mlp_output.build((*input_shape[:-1], self.mlp_dim))
+        self.built = True
+
+    def call(self, x, return_attention_scores: bool = False, training=None):
+        attended, scores = self.attention(
+            self.attention_norm(x), return_attention_scores=True, training=training
+        )
+        x = x + attended
+        hidden = self.mlp_dropout_layer(self.mlp_hidden(self.mlp_norm(x)), training=training)
+        x = x + self.mlp_dropout_layer(self.mlp_output(hidden), training=training)
+        return (x, scores) if return_attention_scores else x
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "embed_dim": self.embed_dim,
+            "mlp_dim": self.mlp_dim,
+            "num_heads": self.num_heads,
+            "attention": self.attention_type,
+            "dim_coefficient": self.dim_coefficient,
+            "memory_units": self.memory_units,
+            "key_dim": self.key_dim,
+            "attention_dropout": self.attention_dropout,
+            "projection_dropout": self.projection_dropout,
+            "mlp_dropout": self.mlp_dropout,
+        }

@@ -1,0 +1,96 @@
+"""EANet and its ViT baseline, built from a config; a view of every block's attention.
+
+The architecture is the Keras example's: patches, a patch embedding with learned positions,
+``num_blocks`` pre-norm transformer blocks, global average pooling and a softmax classifier.
+Augmentation and normalization are *not* in the model: they run in the ``tf.data`` pipeline
+(:mod:`eanet_course.data`), so the model sees the same kind of input in training and inference.
+With ``get_profile("paper")`` the EANet has 361,380 trainable parameters and the ViT 623,268,
+exactly the Keras example's counts.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from eanet_course.config import EANetConfig
+from eanet_course.layers import PatchEmbedding, PatchExtract, TransformerBlock
+
+__all__ = ["build_eanet", "build_vit", "attention_model", "compile_model"]
+
+
+def _build(config: EANetConfig, attention: str, name: str) -> keras.Model:
+    inputs = keras.Input(shape=config.input_shape, name="images")
+    x = PatchExtract(config.patch_size, name="patches")(inputs)
+    x = PatchEmbedding(config.num_patches, config.embed_dim, name="patch_embedding")(x)
+    for i in range(config.num_blocks):
+        # Each block also returns its scores, so that `attention_model` can read them from the
+        # graph (unused outputs cost nothing: the training graph prunes them).
+        x, _ = TransformerBlock(
+            embed_dim=config.embed_dim,
+            mlp_dim=config.mlp_dim,
+            num_heads=config.num_heads,
+            attention=attention,
+            dim_coefficient=config.dim_coefficient,
+            memory_units=config.memory_units,
+            # The Keras example's baseline: MultiHeadAttention(num_heads, key_dim=embed_dim),
+            # with dropout on the attention map only.
+            key_dim=config.embed_dim,
+            attention_dropout=config.attention_dropout,
+            projection_dropout=config.projection_dropout if attention == "external" else 0.0,
+            mlp_dropout=config.mlp_dropout,
+            name=f"block_{i}",
+        )(x, return_attention_scores=True)
+    x = layers.GlobalAveragePooling1D(name="pool")(x)
+    # float32 probabilities even under a mixed-precision policy.
+    outputs = layers.Dense(config.num_classes, activation="softmax", dtype="float32",
+                           name="classifier")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_eanet(config: EANetConfig) -> keras.Model:
+    """EANet: images ``(B, H, W, C)``, already normalized, to class probabilities ``(B, K)``."""
+    return _build(config, "external", "eanet")
+
+
+def build_vit(config: EANetConfig) -> keras.Model:
+    """The same skeleton with self-attention: the Keras example's ViT baseline."""
+    return _build(config, "self", "vit")
+
+
+def attention_model(model: keras.Model) -> keras.Model:
+    """A model that maps images to the attention scores of every block of ``model``.
+
+    ``model`` is one built by :func:`build_eanet` or :func:`build_vit` (or loaded from a
+    ``.keras`` file they saved). The new model shares its layers and weights and returns a list
+    with one array per block: ``(B, H, N, S)`` for external attention, ``(B, H, N, N)`` for
+    self-attention, in block order.
+    """
+    blocks = [layer for layer in model.layers if isinstance(layer, TransformerBlock)]
+    if not blocks:
+        raise ValueError(
+            f"attention_model: {model.name!r} has no TransformerBlock layers; pass a model made "
+            "by build_eanet or build_vit (or loaded from their .keras files)."
+        )
+    # Each block was called with return_attention_scores=True: output 1 is its scores.
+    scores = [block.output[1] for block in blocks]
+    return keras.Model(model.input, scores, name=f"{model.name}_attention")
+
+
+def compile_model(model: keras.Model, config: EANetConfig) -> keras.Model:
+    """Compile with the course's recipe: AdamW, label smoothing, top-1 and top-5 accuracy.
+
+    Labels are one-hot ``(B, num_classes)``. Keras 3's ``AdamW`` multiplies ``weight_decay`` by
+    the learning rate (see :mod:`eanet_course.config` for the value that reproduces 2021's recipe).
+    """
+    model.compile(
+        optimizer=keras.optimizers.AdamW(
+            learning_rate=config.learning_rate, weight_decay=config.weight_decay
+        ),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=[
+            keras.metrics.CategoricalAccuracy(name="accuracy"),
+            keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"),
+        ],
+    )
+    return model
