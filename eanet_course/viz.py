@@ -39,6 +39,7 @@ __all__ = [
     "plot_input_distributions",
     "plot_scaling",
     "top_units",
+    "class_indices",
 ]
 
 HEATMAP = "inferno"
@@ -117,7 +118,7 @@ def _done(fig: Figure) -> Figure:
     return fig
 
 
-def _class_indices(labels) -> np.ndarray:
+def class_indices(labels) -> np.ndarray:
     """Integer labels ``(B,)`` from integer labels ``(B,)`` or one-hot labels ``(B, K)``."""
     array = np.asarray(labels)
     return array.argmax(axis=-1) if array.ndim == 2 else array.astype(int).reshape(-1)
@@ -132,7 +133,7 @@ def show_images(images, labels=None, class_names: Sequence[str] | None = None,
     images = np.asarray(images)
     if images.ndim not in (3, 4):
         raise ValueError(f"images must be a batch (B, H, W[, C]), got shape {images.shape}.")
-    names = None if labels is None else _class_indices(labels)
+    names = None if labels is None else class_indices(labels)
     if names is not None and len(names) != len(images):
         raise ValueError(f"Got {len(images)} images but {len(names)} labels; pass one per image.")
     fig, axes = _new_grid(len(images), ncols)
@@ -147,7 +148,7 @@ def show_images(images, labels=None, class_names: Sequence[str] | None = None,
 
 def plot_class_balance(labels, class_names: Sequence[str] | None = None) -> Figure:
     """Bar chart of how many examples each class has (labels ints ``(B,)`` or one-hot)."""
-    indices = _class_indices(labels)
+    indices = class_indices(labels)
     num_classes = len(class_names) if class_names is not None else int(indices.max()) + 1
     counts = np.bincount(indices, minlength=num_classes)
     fig, ax = plt.subplots(figsize=(min(14.0, 2.0 + 0.3 * num_classes), 3.0))
@@ -173,8 +174,22 @@ def _draw_patch_grid(ax: Axes, size: int, patch_size: int) -> None:
         ax.axvline(k - 0.5, color="white", linewidth=0.8)
 
 
+def _patch_mosaic(picture: np.ndarray, patch_size: int) -> np.ndarray:
+    """The patches of ``picture`` laid out on their grid with white gaps between them."""
+    side = picture.shape[0] // patch_size
+    gap = max(1, patch_size // 4)
+    step = patch_size + gap
+    mosaic = np.ones((side * step - gap, side * step - gap, *picture.shape[2:]), picture.dtype)
+    for row in range(side):
+        for col in range(side):
+            mosaic[row * step:row * step + patch_size, col * step:col * step + patch_size] = (
+                picture[row * patch_size:(row + 1) * patch_size,
+                        col * patch_size:(col + 1) * patch_size])
+    return mosaic
+
+
 def show_patches(image, patch_size: int) -> Figure:
-    """An image with its patch grid and patch numbers, beside the patches laid out one by one.
+    """An image with its patch grid and patch numbers, beside its patches pulled apart.
 
     ``image`` is ``(H, W[, C])``; patches are numbered row by row, the order of
     :func:`eanet_course.reference.extract_patches` (and of ``PatchExtract``).
@@ -182,25 +197,20 @@ def show_patches(image, patch_size: int) -> Figure:
     picture = _image(image)
     side = _grid_side(picture, patch_size)
     n = side * side
-    fig = plt.figure(figsize=(8.0, 4.2))
-    left, right = fig.subfigures(1, 2)
-    ax = left.subplots()
+    fig, (ax, apart) = plt.subplots(1, 2, figsize=(8.0, 4.2))
     _imshow(ax, picture)
     _draw_patch_grid(ax, picture.shape[0], patch_size)
     if n <= 64:
         for index in range(n):
             row, col = divmod(index, side)
-            ax.text(col * patch_size + patch_size / 2 - 0.5, row * patch_size + patch_size / 2 - 0.5,
-                    str(index), color="yellow", ha="center", va="center", fontsize=7)
-    ax.set_title(f"{picture.shape[0]}x{picture.shape[1]} image, P = {patch_size}: N = {n} patches")
-    axes = right.subplots(side, side, squeeze=False, gridspec_kw={"wspace": 0.08, "hspace": 0.08})
-    for index, patch_ax in enumerate(axes.flat):
-        row, col = divmod(index, side)
-        _imshow(patch_ax, picture[row * patch_size:(row + 1) * patch_size,
-                                  col * patch_size:(col + 1) * patch_size])
-    right.suptitle(f"the {n} patches, row by row")
-    plt.close(fig)
-    return fig
+            ax.text((col + 0.5) * patch_size - 0.5, (row + 0.5) * patch_size - 0.5, str(index),
+                    color="yellow", ha="center", va="center", fontsize=7)
+    ax.set_title(f"{picture.shape[0]}x{picture.shape[1]} image, P = {patch_size}: "
+                 f"N = {n} patches", fontsize=10)
+    _imshow(apart, _patch_mosaic(picture, patch_size))
+    apart.set_title(f"the {n} patches of {patch_size}x{patch_size} pixels, row by row",
+                    fontsize=10)
+    return _done(fig)
 
 
 def plot_position_similarity(position_embeddings, grid_size: int) -> Figure:

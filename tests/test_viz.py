@@ -57,17 +57,18 @@ def test_class_balance_counts_each_class():
     assert heights == [1, 2, 0, 3]
 
 
-def test_show_patches_numbers_the_patches_and_lays_them_out():
+def test_show_patches_numbers_the_patches_and_pulls_them_apart():
     fig = viz.show_patches(COLOUR, 8)
-    assert "N = 16" in fig.axes[0].get_title()
-    assert [t.get_text() for t in fig.axes[0].texts] == [str(i) for i in range(16)]
-    patches = [ax.get_images()[0].get_array() for ax in fig.axes[1:]]
-    assert len(patches) == 16
-    # Patch 5 is row 1, column 1 of the 4x4 grid: the same pixels as reference.extract_patches.
-    expected = reference.extract_patches(COLOUR[None], 8)[0, 5].reshape(8, 8, 3)
-    shown = patches[5]
+    grid, apart = fig.axes
+    assert "N = 16" in grid.get_title()
+    assert [t.get_text() for t in grid.texts] == [str(i) for i in range(16)]
+    mosaic = apart.get_images()[0].get_array()
+    assert mosaic.shape == (4 * 8 + 3 * 2, 4 * 8 + 3 * 2, 3)  # 4x4 patches, 2-pixel gaps
+    # Patch 6 is row 1, column 2: the same pixels as reference.extract_patches gives.
+    expected = reference.extract_patches(COLOUR[None], 8)[0, 6].reshape(8, 8, 3)
     lo, hi = COLOUR.min(), COLOUR.max()
-    np.testing.assert_allclose(shown, (expected - lo) / (hi - lo), atol=1e-5)
+    np.testing.assert_allclose(mosaic[10:18, 20:28], (expected - lo) / (hi - lo), atol=1e-5)
+    assert (mosaic[8:10] == 1.0).all()  # a white gap between patch rows
 
 
 def test_show_patches_names_valid_patch_sizes():
