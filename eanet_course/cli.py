@@ -1,0 +1,161 @@
+"""``python -m eanet_course {train,bench,exercises,doctor}``: the course from a terminal.
+
+Each command imports what it needs when it runs, so ``--help`` answers at once. Errors the
+package raises on purpose (bad values, missing files, no network) print one ``error:`` line
+and exit with status 1; bad arguments print argparse's usage and one line, status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import platform
+import sys
+from collections.abc import Sequence
+
+from eanet_course.config import DATASETS, PROFILES
+
+__all__ = ["main"]
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _train(args: argparse.Namespace) -> int:
+    from eanet_course.config import get_profile
+    from eanet_course.training import train
+
+    config = get_profile(args.profile)
+    if args.dataset:
+        config = config.replace(dataset=args.dataset)
+    if args.seed is not None:
+        config = config.replace(seed=args.seed)
+    print(f"Training EANet on {config.dataset} ({config.num_patches} patches, "
+          f"{config.num_blocks} blocks, {args.epochs or config.epochs} epochs).")
+    try:
+        result = train(config, logdir=args.logdir, epochs=args.epochs)
+    except KeyboardInterrupt:
+        print("\nInterrupted. Run the same command again to resume from the last finished epoch.")
+        return 130
+    metrics = result.test_metrics
+    print(f"\nTest accuracy {metrics['accuracy']:.4f}, top-5 {metrics['top5_accuracy']:.4f}, "
+          f"loss {metrics['loss']:.4f} (best checkpoint), in {result.wall_time_s:.1f} s.")
+    print(f"Wrote {result.run_dir}/: best.keras, history.csv, metrics.json, tensorboard/")
+    print(f"Watch it: tensorboard --logdir {result.run_dir / 'tensorboard'}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    if args.what == "attention":
+        from eanet_course.bench.attention import run
+    else:
+        from eanet_course.bench.training import run
+    run(quick=args.quick, out_dir=args.out_dir)
+    return 0
+
+
+def _exercises(args: argparse.Namespace) -> int:
+    from eanet_course import exercises
+
+    if args.action == "build":
+        for path in exercises.build():
+            print(f"wrote {path}")
+        return 0
+    stale = exercises.stale()
+    for name in stale:
+        print(f"stale or missing: {name}")
+    if stale:
+        print("Run `python -m eanet_course exercises build` and commit the result.")
+        return 1
+    print("Exercises are up to date.")
+    return 0
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    import tensorflow as tf
+
+    from eanet_course.data import cifar100_cache_path
+    from eanet_course.paths import eanet_home
+
+    fixes = []
+    print(f"Python      {platform.python_version()} ({sys.executable})")
+    for dist in ("tensorflow", "keras", "numpy", "scikit-learn", "matplotlib", "tensorboard",
+                 "ipywidgets", "jupyterlab", "jupyterlab_widgets"):
+        version = _version(dist)
+        print(f"{dist:<19} {version or 'missing'}")
+        if version is None:
+            fixes.append(f"install {dist}: `make setup` (or pip install -e '.[dev]')")
+    gpus = tf.config.list_physical_devices("GPU")
+    print(f"GPU         {', '.join(g.name for g in gpus) if gpus else 'none (CPU only)'}")
+    if not gpus:
+        print("            the ci and laptop profiles run fine on a CPU; paper wants a GPU")
+    print(f"EANET_HOME  {eanet_home()}")
+    cached = cifar100_cache_path()
+    print(f"CIFAR-100   {'cached at ' + str(cached) if cached.exists() else 'not cached'}")
+    if not cached.exists():
+        fixes.append(f"for CIFAR-100 offline, copy cifar-100-python.tar.gz to {cached}; "
+                     "or use EANET_DATASET=digits (or --profile ci)")
+    profile = os.environ.get("EANET_PROFILE") or "laptop (default)"
+    print(f"Profile     {profile}; EANET_DATASET={os.environ.get('EANET_DATASET') or 'unset'}")
+    print("\nWhat to fix:" if fixes else "\nNothing to fix.")
+    for fix in fixes:
+        print(f"- {fix}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m eanet_course", description="The EANet course from the command line.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train EANet with a profile's recipe",
+                                description="Train EANet; run again to resume an interrupted run.")
+    train.add_argument("--profile", choices=sorted(PROFILES),
+                       help="recipe and data (default: $EANET_PROFILE, else laptop)")
+    train.add_argument("--dataset", choices=sorted(DATASETS), help="override the data set")
+    train.add_argument("--epochs", type=_positive_int, help="override the number of epochs")
+    train.add_argument("--logdir", help="run folder (default: under $EANET_HOME/runs)")
+    train.add_argument("--seed", type=int, help="override the seed")
+    train.set_defaults(handler=_train)
+
+    bench = commands.add_parser("bench", help="benchmarks (timings, not tests)",
+                                description="Benchmarks; they print figures and write JSON.")
+    bench.add_argument("what", choices=["attention", "train"],
+                       help="attention: external vs self-attention as N grows; "
+                            "train: the course's training step vs the Keras example's")
+    bench.add_argument("--quick", action="store_true", help="a shorter run")
+    bench.add_argument("--out-dir", help="where results go (default: $EANET_HOME/bench)")
+    bench.set_defaults(handler=_bench)
+
+    exercises = commands.add_parser("exercises", help="generate or check exercises/",
+                                    description="exercises/ is generated from solutions/.")
+    exercises.add_argument("action", choices=["build", "check"],
+                           help="build: regenerate; check: fail if stale")
+    exercises.set_defaults(handler=_exercises)
+
+    doctor = commands.add_parser("doctor", help="check the environment and say what to fix",
+                                 description="Versions, GPU, data cache, widget support.")
+    doctor.set_defaults(handler=_doctor)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ValueError, OSError) as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
