@@ -154,7 +154,7 @@ PROFILES: dict[str, EANetConfig] = {
         dataset="digits", image_size=8, channels=1, patch_size=2, num_classes=10,
         embed_dim=32, mlp_dim=64, num_heads=2, dim_coefficient=2, memory_units=None,
         num_blocks=2, attention_dropout=0.0, projection_dropout=0.0, mlp_dropout=0.0,
-        batch_size=64, epochs=30, learning_rate=3e-3, weight_decay=0.01,
+        batch_size=32, epochs=15, learning_rate=3e-3, weight_decay=0.01,
         label_smoothing=0.0, validation_split=0.2, seed=42,
     ),
 }
