@@ -92,6 +92,10 @@ def _checker(hint: str) -> Callable:
                                           f"Hint: {hint}")
             except _Mistake as mistake:
                 return CheckResult(False, f"✗ {name}: not right yet.\n{mistake}\nHint: {hint}")
+            except Exception as e:  # noqa: BLE001 -- a checker never raises on learner code
+                return CheckResult(False, f"✗ {name}: not right yet.\nYour function's result "
+                                          f"could not be used: {type(e).__name__}: {e}\n"
+                                          f"Hint: {hint}")
             return CheckResult(True, f"✓ {name}: correct. {note}")
 
         return check
@@ -100,7 +104,8 @@ def _checker(hint: str) -> Callable:
 
 
 def _call(fn: Callable, *args, what: str):
-    """``fn(*args)``, turning the learner's exceptions into feedback."""
+    """``fn(*args)`` on copies of the arrays, turning the learner's exceptions into feedback."""
+    args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]  # in-place edits stay
     try:
         with np.errstate(all="ignore"):  # overflow and 0/0 are reported as NaN feedback
             return fn(*args)
@@ -117,11 +122,10 @@ def _array(value, label: str, what: str) -> np.ndarray:
         raise _Mistake(f"Called with {what}, your function returned None instead of {label}: "
                        "is the `return` missing?")
     try:
-        array = np.asarray(value, dtype=np.float64)
+        return np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise _Mistake(f"Called with {what}, {label} should be an array but your function "
                        f"returned {type(value).__name__}: {value!r:.80}") from None
-    return array
 
 
 def _pair(value, names: tuple[str, str], what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -143,7 +147,8 @@ def _compare(got: np.ndarray, expected: np.ndarray, label: str, what: str,
         return
     for explanation, wrong in (mistakes or {}).items():
         if got.shape == wrong.shape and np.allclose(got, wrong, rtol=_RTOL, atol=_ATOL):
-            raise _Mistake(f"Called with {what}, your {label} matches a classic wrong answer.\n"
+            raise _Mistake(f"Called with {what}, your function returned a classic wrong "
+                           f"{label}.\n"
                            f"Likely mistake: {explanation}")
     lines = [f"Called with {what}:",
              f"  expected {label} of shape {expected.shape}, starting {_preview(expected)}",
@@ -384,7 +389,11 @@ def check_transformer_block(fn: Callable) -> str:
         if tuple(outputs.shape) != (None, n, d):
             raise _Mistake(f"Called with {what}, expected an output of shape (None, {n}, {d}); "
                            f"got {tuple(outputs.shape)}. The block must keep the shape of x.")
-        model = keras.Model(inputs, outputs)
+        try:
+            model = keras.Model(inputs, outputs)
+        except ValueError as e:
+            raise _Mistake(f"Called with {what}, your output is not computed from x: {e}\n"
+                           "Apply the layers to the x you are given.") from None
         block = TransformerBlock(d, mlp, heads, "external", c)
         block.build((None, n, d))
         expected, got = block.count_params(), model.count_params()

@@ -288,3 +288,22 @@ def test_a_result_shows_itself_in_a_notebook():
     assert repr(result) == result.message
     assert html.escape(result.message) in result._repr_html_()
     assert "#b42318" in result._repr_html_()
+
+
+def test_a_function_that_edits_its_input_in_place_is_judged_on_its_answer():
+    def double_normalization_in_place(logits):
+        logits -= logits.max(axis=-2, keepdims=True)
+        np.exp(logits, out=logits)
+        logits /= logits.sum(axis=-2, keepdims=True)
+        logits /= logits.sum(axis=-1, keepdims=True)
+        return logits
+
+    assert checks.check_double_normalization(double_normalization_in_place).passed
+
+
+def test_a_block_output_not_computed_from_x_is_explained():
+    import keras
+
+    result = checks.check_transformer_block(lambda x, *sizes: keras.Input(x.shape[1:]))
+    assert not result.passed
+    assert "not computed from x" in result.message
