@@ -147,8 +147,8 @@ def _compare(got: np.ndarray, expected: np.ndarray, label: str, what: str,
         return
     for explanation, wrong in (mistakes or {}).items():
         if got.shape == wrong.shape and np.allclose(got, wrong, rtol=_RTOL, atol=_ATOL):
-            raise _Mistake(f"Called with {what}, your function returned a classic wrong "
-                           f"{label}.\n"
+            raise _Mistake(f"Called with {what}, what your function returned as {label} "
+                           "is a classic wrong answer.\n"
                            f"Likely mistake: {explanation}")
     lines = [f"Called with {what}:",
              f"  expected {label} of shape {expected.shape}, starting {_preview(expected)}",
