@@ -28,6 +28,7 @@ def test_fit_slope_refuses_what_has_no_log_log_line(ns, costs):
         ({"sizes": {"self": (64, 0)}}, "positive integers"),
         ({"sizes": {"self": ()}}, "positive integers"),
         ({"repeats": 0}, "repeats"),
+        ({"min_seconds": -1.0}, "min_seconds"),
         ({"embed_dim": 30}, "not divisible"),
     ],
 )
@@ -65,7 +66,7 @@ def test_ratios_compare_the_baseline_with_external_attention_at_shared_sizes():
 
 def test_a_small_run_measures_each_configuration_and_saves_it(tmp_path, capsys):
     plan = bench.Plan(sizes={"external": (256, 1024), "self": (256, 1024)},
-                      repeats=1, warmup=0, batch_size=1, fit_from=256)
+                      repeats=1, warmup=0, min_seconds=0.0, batch_size=1, fit_from=256)
     results = bench.run(out_dir=tmp_path, plan=plan)
 
     assert json.loads((tmp_path / "attention.json").read_text()) == results

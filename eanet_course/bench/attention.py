@@ -53,13 +53,16 @@ def _powers_of_two(lo: int, hi: int) -> tuple[int, ...]:
 class Plan:
     """What to measure: the sizes N per layer, the repeats, and the shared layer shape.
 
-    ``fit_from`` is the smallest N of the fitted slopes (small N measure overheads, not growth);
-    when a layer has fewer than two sizes from there, its two largest sizes are used.
+    Each configuration is timed ``repeats`` times, and more until the timed steps add up to
+    ``min_seconds`` (fast steps are the noisiest). ``fit_from`` is the smallest N of the fitted
+    slopes (small N measure overheads, not growth); when a layer has fewer than two sizes from
+    there, its two largest sizes are used.
     """
 
     sizes: Mapping[str, tuple[int, ...]]
     repeats: int
     warmup: int = 2
+    min_seconds: float = 1.0
     batch_size: int = 2
     embed_dim: int = 64
     num_heads: int = 4
@@ -76,6 +79,8 @@ class Plan:
             value = getattr(self, name)
             if not isinstance(value, int) or value < (0 if name == "warmup" else 1):
                 raise ValueError(f"{name}={value!r} must be a positive integer.")
+        if not isinstance(self.min_seconds, (int, float)) or self.min_seconds < 0:
+            raise ValueError(f"min_seconds={self.min_seconds!r} must be a number >= 0.")
         if self.embed_dim % self.num_heads:
             raise ValueError(
                 f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}."
@@ -94,10 +99,11 @@ FULL = Plan(
 
 #: Under two minutes on two cores: fewer sizes, fewer repeats.
 QUICK = Plan(
-    sizes={"external": (256, 1024, 4096), "self": (256, 1024, 2048), "keras_mha": (256, 1024)},
+    sizes={"external": (256, 1024, 4096), "self": (256, 1024, 2048),
+           "keras_mha": (256, 1024, 2048)},
     repeats=3,
     warmup=1,
-    fit_from=1024,
+    min_seconds=0.3,
 )
 
 
@@ -141,7 +147,8 @@ def _measure(name: str, n: int, plan: Plan) -> dict[str, float]:
     """``{"time_ms", "peak_mb"}`` of one forward + backward step; run it in a fresh process.
 
     The peak is what the first step's tensors add once the layer is built and the step traced;
-    the time is the median of ``plan.repeats`` steps after ``plan.warmup`` more.
+    the time is the median of ``plan.repeats`` or more steps (see :class:`Plan`) after
+    ``plan.warmup`` more.
     """
     use_pooling_allocator()
     step, x = _make_step(name, n, plan)
@@ -150,7 +157,7 @@ def _measure(name: str, n: int, plan: Plan) -> dict[str, float]:
     for _ in range(plan.warmup):
         step(x)
     times = []
-    for _ in range(plan.repeats):
+    while len(times) < plan.repeats or sum(times) < plan.min_seconds:
         start = time.perf_counter()
         step(x)
         times.append(time.perf_counter() - start)
@@ -225,7 +232,7 @@ def run(
     configs = [(name, n) for name in LAYERS for n in plan.sizes.get(name, ())]
     print(f"Attention benchmark ({label}): {len(configs)} configurations, "
           f"forward + backward, batch {plan.batch_size}, width {plan.embed_dim}, "
-          f"{plan.num_heads} heads, median of {plan.repeats}.", flush=True)
+          f"{plan.num_heads} heads, median of {plan.repeats}+ steps.", flush=True)
     rows = []
     with fresh_processes(["tensorflow", "keras", "eanet_course.bench.attention"]) as call:
         for i, (name, n) in enumerate(configs, 1):
