@@ -2,7 +2,10 @@
 
 Three layers of the same width are compared on one forward + backward pass (the cost of a
 training step): the course's :class:`~eanet_course.layers.ExternalAttention`, its
-:class:`~eanet_course.layers.SelfAttention` and ``keras.layers.MultiHeadAttention``.
+:class:`~eanet_course.layers.SelfAttention` and ``keras.layers.MultiHeadAttention``. Same width
+means ``embed_dim`` in and out and, for self-attention, heads of ``embed_dim // num_heads``
+channels (the usual transformer; the Keras example's ViT uses ``key_dim=embed_dim``, which makes
+its N x N work four times larger: this benchmark gives self-attention the better deal).
 
 Each configuration runs in a fresh process (see :mod:`eanet_course.bench._memory`), so one run
 cannot pollute the next, with TensorFlow's pooling allocator:
@@ -13,8 +16,9 @@ cannot pollute the next, with TensorFlow's pooling allocator:
   ``repeats`` timed runs.
 * **Slopes**: a line fitted to ``log(cost)`` against ``log(N)``; ~1 is linear, ~2 quadratic.
 
-Run it with ``python -m eanet_course bench attention [--quick] [--out DIR]``.
-Everything runs on the CPU, so the numbers are comparable from one machine to the next.
+Run it with ``python -m eanet_course bench attention [--quick] [--out DIR]``. Everything runs on
+the CPU (a GPU, if there is one, is left alone). Other programs busy on the same cores slow the
+steps unevenly: time slopes are only as steady as the machine, memory is exact.
 """
 
 from __future__ import annotations
@@ -215,6 +219,8 @@ def run(
         quick: the :data:`QUICK` plan (under two minutes on two cores) instead of :data:`FULL`.
         out_dir: where the files go; default ``eanet_home() / "bench"``.
         plan: measure this :class:`Plan` instead (``quick`` is then only recorded).
+
+    It starts processes: from a script of your own, call it under ``if __name__ == "__main__":``.
 
     Returns:
         ``{"machine", "quick", "embed_dim", "batch_size", "num_heads", "rows", "slopes"}``;
