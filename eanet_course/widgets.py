@@ -46,7 +46,8 @@ class _Explorer(widgets.VBox):
 
     def __init__(self, rows: Sequence[Sequence[widgets.Widget]]):
         self.caption = widgets.HTML()
-        self.picture = widgets.Image(format="png")
+        # At its own size: the VBox would stretch it to the output's full width.
+        self.picture = widgets.Image(format="png", layout=widgets.Layout(align_self="flex-start"))
         self.figure: Figure | None = None
         super().__init__([*(widgets.HBox(list(row)) for row in rows), self.caption, self.picture])
         for row in rows:
