@@ -1,7 +1,12 @@
 """environment.yml (conda) and pyproject.toml (pip) describe one environment."""
 
 import pathlib
-import tomllib
+import sys
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10
+    import tomli as tomllib
 
 import yaml
 
