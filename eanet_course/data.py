@@ -11,9 +11,13 @@ so about half of the training inputs become exactly 0 while test inputs are unto
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 import pickle
+import shutil
 import tarfile
+import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,26 +127,46 @@ def cifar100_cache_path() -> Path:
     return eanet_home() / "data" / "cifar-100-python.tar.gz"
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _download_cifar100() -> Path:
-    """The cached archive, downloaded and hash-checked first if needed (partial files removed)."""
+    """The cached archive, downloaded and hash-checked first if needed.
+
+    The download goes to a temporary folder beside the cache and is moved into place only once
+    its SHA-256 matches, so the cache never holds a partial or corrupt archive; a cached file
+    that fails the check is removed and fetched again.
+    """
     target = cifar100_cache_path()
+    if target.exists():
+        if _sha256(target) == CIFAR100_SHA256:
+            return target
+        target.unlink()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(dir=target.parent, prefix=".download-"))
     try:
-        return Path(keras.utils.get_file(
+        downloaded = keras.utils.get_file(
             fname=target.name, origin=CIFAR100_URL, file_hash=CIFAR100_SHA256,
-            cache_dir=str(target.parent.parent), cache_subdir=target.parent.name,
-        ))
+            cache_dir=str(partial), cache_subdir=".")
+        os.replace(downloaded, target)
     except ValueError as e:  # downloaded, but the hash does not match
-        target.unlink(missing_ok=True)
         raise ValueError(f"The downloaded CIFAR-100 archive was corrupt and was removed ({e}); "
                          "run again to download it anew.") from e
     except Exception as e:  # get_file raises a bare Exception when the URL cannot be fetched
-        target.unlink(missing_ok=True)
         raise ConnectionError(
             f"CIFAR-100 is not cached ({target}) and could not be downloaded ({e}). To go on "
             "offline: pass path= to a downloaded cifar-100-python.tar.gz (or its extracted "
             f"folder), copy that file to {target}, or set EANET_DATASET=digits to use the "
             "offline digits set."
         ) from e
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
 
 
 def load_cifar100(path: str | Path | None = None, label_mode: str = "fine") -> Arrays:

@@ -120,6 +120,25 @@ def test_cifar_corrupt_download_is_removed(fake_network):
     assert list(data.cifar100_cache_path().parent.iterdir()) == []
 
 
+def test_cifar_download_is_moved_into_the_cache_only_when_whole(fake_network, tmp_path,
+                                                                  monkeypatch):
+    archive, splits = write_cifar(tmp_path)
+    monkeypatch.setattr(data, "CIFAR100_SHA256", data._sha256(archive))
+    cached = data.cifar100_cache_path()
+
+    def download(target):
+        assert not cached.exists()  # the archive is written elsewhere while it downloads
+        with open(target, "wb") as f:
+            f.write(archive.read_bytes())
+
+    calls = fake_network(download)
+    (x_train, _), _ = data.load_cifar100()
+    np.testing.assert_array_equal(x_train, splits["train"][0])
+    assert sorted(p.name for p in cached.parent.iterdir()) == [cached.name]
+    data.load_cifar100()  # the second time from the cache, with no download
+    assert calls == [data.CIFAR100_URL]
+
+
 # --- digits ------------------------------------------------------------------------------------
 
 def test_digits_is_a_fixed_stratified_split():
