@@ -2,7 +2,7 @@
 
 One run lives in one folder (by default ``EANET_HOME/runs/<dataset>-<digest of the config>``)::
 
-    best.keras       the model with the best validation accuracy so far
+    best.keras       the model with the best validation accuracy so far (replaced atomically)
     history.csv      one row per finished epoch (CSVLogger)
     tensorboard/     TensorBoard logs: ``tensorboard --logdir <run_dir>/tensorboard``
     backup/          BackupAndRestore's state while a run is unfinished
@@ -18,6 +18,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,23 @@ def default_run_dir(config: EANetConfig) -> Path:
     digest = hashlib.sha256(
         json.dumps(dataclasses.asdict(config), sort_keys=True).encode()).hexdigest()[:10]
     return eanet_home() / "runs" / f"{config.dataset}-{digest}"
+
+
+class _Publish(keras.callbacks.Callback):
+    """Moves the checkpoint that ``ModelCheckpoint`` has just finished writing into place.
+
+    ``ModelCheckpoint`` writes ``partial``; once it has returned, ``os.replace`` swaps the whole
+    file in for ``final`` in one step, so an interruption mid-save leaves ``final`` as it was.
+    Put it after the ``ModelCheckpoint`` in the callback list.
+    """
+
+    def __init__(self, partial: Path, final: Path) -> None:
+        super().__init__()
+        self.partial, self.final = partial, final
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.partial.exists():
+            os.replace(self.partial, self.final)
 
 
 def _read_history(path: Path) -> dict[str, list[float]]:
@@ -94,6 +112,7 @@ def train(
     run_dir = Path(logdir).expanduser() if logdir else default_run_dir(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     best_path, csv_path = run_dir / "best.keras", run_dir / "history.csv"
+    partial_best = run_dir / ".partial-best.keras"
     backup = keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True)
     resuming = (run_dir / "backup").exists()
     earlier = _read_history(csv_path) if resuming else {}
@@ -113,10 +132,11 @@ def train(
             backup,
             keras.callbacks.CSVLogger(str(csv_path), append=resuming),
             keras.callbacks.ModelCheckpoint(
-                str(best_path), monitor="val_accuracy", mode="max", save_best_only=True,
+                str(partial_best), monitor="val_accuracy", mode="max", save_best_only=True,
                 # On resume, only a model better than the best so far replaces best.keras.
                 initial_value_threshold=max(earlier.get("val_accuracy") or [None]),
             ),
+            _Publish(partial_best, best_path),
             keras.callbacks.TensorBoard(str(run_dir / "tensorboard")),
             *(callbacks or []),
         ],

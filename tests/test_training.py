@@ -33,6 +33,7 @@ def test_train_end_to_end(tmp_path):
         assert (run / name).is_file(), name
     assert list((run / "tensorboard").rglob("events.out.tfevents.*"))
     assert not (run / "backup").exists()  # a finished run leaves no backup behind
+    assert not (run / ".partial-best.keras").exists()  # every checkpoint was moved into place
     assert len(result.history["loss"]) == 2 and len(result.history["val_accuracy"]) == 2
     assert set(result.test_metrics) == {"loss", "accuracy", "top5_accuracy"}
     assert result.test_metrics["top5_accuracy"] >= result.test_metrics["accuracy"] > 0.15
@@ -75,6 +76,23 @@ def test_interrupted_run_resumes_at_next_epoch(tmp_path):
     assert _csv_epochs(run) == [0, 1, 2, 3]
     assert len(result.history["loss"]) == 4
     assert not (run / "backup").exists()
+
+
+def test_a_checkpoint_interrupted_mid_save_leaves_best_keras_whole(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    training.train(TINY, logdir=run, epochs=1, verbose=0)
+    before = (run / "best.keras").read_bytes()
+
+    def save_then_die(model, filepath, *args, **kwargs):
+        with open(filepath, "wb") as f:
+            f.write(b"PK half a zip")
+        raise KeyboardInterrupt("killed while saving")
+
+    monkeypatch.setattr(keras.Model, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(TINY.replace(seed=1), logdir=run, epochs=1, verbose=0)
+    assert (run / "best.keras").read_bytes() == before
+    keras.saving.load_model(run / "best.keras")
 
 
 def test_bad_epochs_is_refused(tmp_path):
