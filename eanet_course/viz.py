@@ -17,8 +17,10 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 
+import matplotlib.colors
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import patheffects
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -168,19 +170,30 @@ def plot_class_balance(labels, class_names: Sequence[str] | None = None) -> Figu
 # --------------------------------------------------------------------------- patches
 
 
+#: The colours of patch grids (thin lines) and of the gaps between pulled-apart patches: tints
+#: that white, black and grey pixels (all of digits) never have.
+GRID_COLOUR, GAP_COLOUR = "tab:orange", "lightsteelblue"
+
+
 def _draw_patch_grid(ax: Axes, size: int, patch_size: int) -> None:
-    """White lines between the patches of a ``size x size`` image shown with ``imshow``."""
+    """Lines between the patches of a ``size x size`` image shown with ``imshow``."""
     for k in range(patch_size, size, patch_size):
-        ax.axhline(k - 0.5, color="white", linewidth=0.8)
-        ax.axvline(k - 0.5, color="white", linewidth=0.8)
+        ax.axhline(k - 0.5, color=GRID_COLOUR, linewidth=0.8)
+        ax.axvline(k - 0.5, color=GRID_COLOUR, linewidth=0.8)
 
 
 def _patch_mosaic(picture: np.ndarray, patch_size: int) -> np.ndarray:
-    """The patches of ``picture`` laid out on their grid with white gaps between them."""
+    """The patches of ``picture`` laid out on their grid, gaps of :data:`GAP_COLOUR` between.
+
+    Returns an RGB ``(H', W', 3)`` array (a grey picture is repeated over the three channels).
+    """
+    if picture.ndim == 2:
+        picture = np.repeat(picture[..., None], 3, axis=-1)
     side = picture.shape[0] // patch_size
     gap = max(1, patch_size // 4)
     step = patch_size + gap
-    mosaic = np.ones((side * step - gap, side * step - gap, *picture.shape[2:]), picture.dtype)
+    mosaic = np.empty((side * step - gap, side * step - gap, 3), picture.dtype)
+    mosaic[...] = matplotlib.colors.to_rgb(GAP_COLOUR)
     for row in range(side):
         for col in range(side):
             mosaic[row * step:row * step + patch_size, col * step:col * step + patch_size] = (
@@ -205,7 +218,8 @@ def show_patches(image, patch_size: int) -> Figure:
         for index in range(n):
             row, col = divmod(index, side)
             ax.text((col + 0.5) * patch_size - 0.5, (row + 0.5) * patch_size - 0.5, str(index),
-                    color="yellow", ha="center", va="center", fontsize=7)
+                    color="white", ha="center", va="center", fontsize=7,
+                    path_effects=[patheffects.withStroke(linewidth=2, foreground="black")])
     ax.set_title(f"{picture.shape[0]}x{picture.shape[1]} image, P = {patch_size}: "
                  f"N = {n} patches", fontsize=10)
     _imshow(apart, _patch_mosaic(picture, patch_size))

@@ -4,6 +4,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.colors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -68,7 +69,8 @@ def test_show_patches_numbers_the_patches_and_pulls_them_apart():
     expected = reference.extract_patches(COLOUR[None], 8)[0, 6].reshape(8, 8, 3)
     lo, hi = COLOUR.min(), COLOUR.max()
     np.testing.assert_allclose(mosaic[10:18, 20:28], (expected - lo) / (hi - lo), atol=1e-5)
-    assert (mosaic[8:10] == 1.0).all()  # a white gap between patch rows
+    gap = np.asarray(matplotlib.colors.to_rgb(viz.GAP_COLOUR), dtype=mosaic.dtype)
+    assert (mosaic[8:10] == gap).all()  # a gap between patch rows, in the gap colour
 
 
 def test_show_patches_names_valid_patch_sizes():
