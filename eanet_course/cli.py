@@ -20,9 +20,12 @@ __all__ = ["main"]
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
     return value
 
 
@@ -136,7 +139,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="attention: external vs self-attention as N grows; "
                             "train: the course's training step vs the Keras example's")
     bench.add_argument("--quick", action="store_true", help="a shorter run")
-    bench.add_argument("--out-dir", help="where results go (default: $EANET_HOME/bench)")
+    bench.add_argument("--out", "--out-dir", dest="out_dir", metavar="DIR",
+                       help="where results go (default: $EANET_HOME/bench)")
     bench.set_defaults(handler=_bench)
 
     exercises = commands.add_parser("exercises", help="generate or check exercises/",

@@ -22,7 +22,7 @@ def test_help_everywhere(argv, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["train", "--profile", "huge"], "invalid choice: 'huge'"),
     (["train", "--epochs", "0"], "must be a positive integer"),
-    (["train", "--epochs", "many"], "invalid _positive_int value"),
+    (["train", "--epochs", "many"], "must be a positive integer, got 'many'"),
     (["bench", "everything"], "invalid choice"),
     (["fly"], "invalid choice"),
 ])
@@ -33,6 +33,16 @@ def test_bad_arguments_give_one_line(argv, message, capsys):
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if "error:" in line]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in err
+
+
+@pytest.mark.parametrize("flag", ["--out", "--out-dir"])
+def test_bench_writes_where_it_is_told(flag, monkeypatch, tmp_path):
+    from eanet_course.bench import attention
+
+    calls = []
+    monkeypatch.setattr(attention, "run", lambda **kwargs: calls.append(kwargs))
+    assert main(["bench", "attention", "--quick", flag, str(tmp_path)]) == 0
+    assert calls == [{"quick": True, "out_dir": str(tmp_path)}]
 
 
 def test_package_errors_print_one_line_without_traceback(monkeypatch, capsys):
