@@ -11,7 +11,6 @@ In a notebook, put the call last in a cell: the result shows itself as a coloure
 
 from __future__ import annotations
 
-import functools
 import html
 import math
 from collections.abc import Callable
@@ -77,8 +76,7 @@ def _checker(hint: str) -> Callable:
     def decorate(body: Callable) -> Callable[[Callable], CheckResult]:
         name = body.__name__
 
-        @functools.wraps(body)
-        def check(fn) -> CheckResult:
+        def check(fn: Callable) -> CheckResult:
             if not callable(fn):
                 return CheckResult(False, f"✗ {name}: expected your function, got "
                                           f"{type(fn).__name__} {fn!r:.60}.\nPass the function "
@@ -98,6 +96,8 @@ def _checker(hint: str) -> Callable:
                                           f"Hint: {hint}")
             return CheckResult(True, f"✓ {name}: correct. {note}")
 
+        # Not functools.wraps: help() would show body's signature, which returns a str.
+        check.__name__, check.__qualname__, check.__doc__ = name, body.__qualname__, body.__doc__
         return check
 
     return decorate
@@ -368,8 +368,9 @@ def check_transformer_block(fn: Callable) -> str:
     """Check ``fn(x, embed_dim, mlp_dim, num_heads, dim_coefficient) -> tensor`` (functional).
 
     ``x`` is a ``keras.Input`` of shape ``(N, embed_dim)``; the block must keep that shape,
-    have the parameters of :class:`eanet_course.layers.TransformerBlock`, and return its input
-    unchanged when every weight is zero (both residual connections).
+    have the parameters of :class:`eanet_course.layers.TransformerBlock`, return its input
+    unchanged when every weight is zero (both residual connections), and, given that block's
+    random weights, compute the same ``(B, N, embed_dim)`` output.
     """
     import keras
 
@@ -408,8 +409,23 @@ def check_transformer_block(fn: Callable) -> str:
             raise _Mistake(f"Called with {what}: with every weight set to zero, a pre-norm block "
                            "returns its input unchanged (x + 0, then + 0). Yours does not: a "
                            "residual connection is missing, or a norm comes after an addition.")
-    return (f"Shapes, parameter counts and residual connections are right on {len(cases)} "
-            "block sizes.")
+        values = [rng.normal(scale=0.3, size=w.shape).astype("float32")
+                  for w in block.get_weights()]
+        if [tuple(w.shape) for w in model.get_weights()] != [v.shape for v in values]:
+            raise _Mistake(f"Called with {what}, your layers' weights do not come in "
+                           "TransformerBlock's order: LayerNormalization, ExternalAttention, "
+                           "LayerNormalization, Dense(mlp_dim), Dense(embed_dim). Is a layer "
+                           "applied to the wrong tensor (the MLP's norm reads y, not x)?")
+        block.set_weights(values)
+        model.set_weights(values)
+        expected = keras.ops.convert_to_numpy(block(x))
+        block.attention_norm.epsilon = block.mlp_norm.epsilon = 1e-3  # Keras' default
+        _compare(np.asarray(keras.ops.convert_to_numpy(model(x))), expected, "output",
+                 f"{what} and TransformerBlock's weights (random)", {
+                     "LayerNormalization's default epsilon (1e-3): pass epsilon=1e-5.":
+                         keras.ops.convert_to_numpy(block(x))})
+    return (f"Shapes, parameter counts, residual connections and outputs are right on "
+            f"{len(cases)} block sizes.")
 
 
 def _block_difference(missing: int, block) -> str:
@@ -472,7 +488,8 @@ def check_parameter_count(fn: Callable) -> str:
         got = _call(fn, config, what=what)
         if isinstance(got, bool) or not isinstance(got, (int, np.integer)):
             raise _Mistake(f"Called with {what}, expected an int but your function returned "
-                           f"{type(got).__name__}: {got!r:.80}")
+                           f"{type(got).__name__}: {got!r:.80}\nDivide with // (not /) and "
+                           "return an int.")
         expected, parts = _model_parts(config)
         if got == expected:
             continue

@@ -37,6 +37,12 @@ def _root(root: str | Path | None) -> Path:
     return root
 
 
+def _orphans(root: Path) -> list[Path]:
+    """The exercises under ``root`` whose solution is gone."""
+    names = {s.name for s in (root / "solutions").glob("*.ipynb")}
+    return [p for p in sorted((root / "exercises").glob("*.ipynb")) if p.name not in names]
+
+
 def _stub_source(source: str, where: str) -> str:
     """``source`` with each solution region replaced by a ``raise NotImplementedError``."""
     out: list[str] = []
@@ -97,18 +103,15 @@ def exercise_text(solution_path: str | Path) -> str:
 def build(root: str | Path | None = None) -> list[Path]:
     """Write ``exercises/NN_<topic>.ipynb`` for every ``solutions/NN_<topic>.ipynb``.
 
-    Exercises whose solution is gone are removed. Returns the paths written. ``root`` is the folder holding ``solutions/`` (default: the
-    checkout this package lives in).
+    Exercises whose solution is gone are removed. Returns the paths written. ``root`` is the
+    folder holding ``solutions/`` (default: the checkout this package lives in).
     """
     root = _root(root)
     (root / "exercises").mkdir(exist_ok=True)
-    solutions = sorted((root / "solutions").glob("*.ipynb"))
-    names = {s.name for s in solutions}
-    for orphan in (root / "exercises").glob("*.ipynb"):
-        if orphan.name not in names:
-            orphan.unlink()
+    for orphan in _orphans(root):
+        orphan.unlink()
     written = []
-    for solution in solutions:
+    for solution in sorted((root / "solutions").glob("*.ipynb")):
         target = root / "exercises" / solution.name
         target.write_text(exercise_text(solution), encoding="utf-8")
         written.append(target)
@@ -122,13 +125,9 @@ def stale(root: str | Path | None = None) -> list[str]:
     ``exercises/`` is exactly what :func:`build` would write.
     """
     root = _root(root)
-    solutions = sorted((root / "solutions").glob("*.ipynb"))
     names = []
-    for solution in solutions:
+    for solution in sorted((root / "solutions").glob("*.ipynb")):
         target = root / "exercises" / solution.name
         if not target.exists() or target.read_text(encoding="utf-8") != exercise_text(solution):
             names.append(f"exercises/{solution.name}")
-    expected = {s.name for s in solutions}
-    names += [f"exercises/{p.name}" for p in sorted((root / "exercises").glob("*.ipynb"))
-              if p.name not in expected]
-    return names
+    return names + [f"exercises/{p.name}" for p in _orphans(root)]

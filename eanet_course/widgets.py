@@ -15,6 +15,7 @@ import ipywidgets as widgets
 import keras
 import numpy as np
 from matplotlib.figure import Figure
+from numpy.typing import ArrayLike
 
 from eanet_course import reference, viz
 from eanet_course.models import attention_model
@@ -40,8 +41,7 @@ def _png(fig: Figure) -> bytes:
 class _Explorer(widgets.VBox):
     """Rows of controls, a caption and a picture; every control change redraws the picture.
 
-    A subclass sets its controls up, then calls this ``__init__``; its ``draw()`` returns the
-    Figure for the current control values and the caption's HTML.
+    A subclass sets its controls up, then calls this ``__init__``, and defines ``draw()``.
     """
 
     def __init__(self, rows: Sequence[Sequence[widgets.Widget]]):
@@ -60,6 +60,10 @@ class _Explorer(widgets.VBox):
         self.figure, self.caption.value = self.draw()
         self.picture.value = _png(self.figure)
         return self.figure
+
+    def draw(self) -> tuple[Figure, str]:
+        """The Figure for the current control values, and the caption's HTML."""
+        raise NotImplementedError(f"{type(self).__name__} must define draw().")
 
 
 class AttentionExplorer(_Explorer):
@@ -81,7 +85,7 @@ class AttentionExplorer(_Explorer):
 
     ONE, TOP = "one memory unit", "top memory units"
 
-    def __init__(self, model: keras.Model, images, labels=None,
+    def __init__(self, model: keras.Model, images: ArrayLike, labels: ArrayLike | None = None,
                  class_names: Sequence[str] | None = None, patch_size: int | None = None,
                  top_k: int = 8):
         images = np.asarray(images)
@@ -160,14 +164,14 @@ class PatchExplorer(_Explorer):
     The sizes offered divide the image side and give at most 256 patches.
     """
 
-    def __init__(self, image):
+    def __init__(self, image: ArrayLike):
         self.source = np.asarray(image)
-        side = self.source.shape[0]
-        if self.source.ndim not in (2, 3) or self.source.shape[1] != side:
+        if self.source.ndim not in (2, 3) or self.source.shape[1] != self.source.shape[0]:
             raise ValueError(
                 f"patch_explorer takes one square image (H, H[, C]), got shape "
                 f"{self.source.shape}; pass images[i], not the batch."
             )
+        side = self.source.shape[0]
         sizes = [p for p in range(1, side + 1) if side % p == 0 and (side // p) ** 2 <= 256]
         self.patch_size = widgets.SelectionSlider(
             options=sizes, value=sizes[(len(sizes) - 1) // 2], description="patch size P",
@@ -205,14 +209,14 @@ class NormalizationExplorer(_Explorer):
         return viz.plot_normalizations(logits), caption
 
 
-def attention_explorer(model: keras.Model, images, labels=None,
+def attention_explorer(model: keras.Model, images: ArrayLike, labels: ArrayLike | None = None,
                        class_names: Sequence[str] | None = None,
                        patch_size: int | None = None) -> AttentionExplorer:
     """An :class:`AttentionExplorer` of ``model`` on ``images`` (model inputs ``(B, H, W, C)``)."""
     return AttentionExplorer(model, images, labels, class_names, patch_size)
 
 
-def patch_explorer(image) -> PatchExplorer:
+def patch_explorer(image: ArrayLike) -> PatchExplorer:
     """A :class:`PatchExplorer` of one image ``(H, W[, C])``."""
     return PatchExplorer(image)
 

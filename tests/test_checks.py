@@ -166,6 +166,23 @@ def block_without_second_norm(x, embed_dim, mlp_dim, num_heads, dim_coefficient)
     return layers.Add()([x, layers.Dense(embed_dim)(layers.Dense(mlp_dim, activation="gelu")(x))])
 
 
+def block_without_gelu(x, embed_dim, mlp_dim, num_heads, dim_coefficient):
+    """Same layers, same parameter count, same zero-weight output: only the outputs differ."""
+    attended = ExternalAttention(embed_dim, num_heads, dim_coefficient)(
+        layers.LayerNormalization(epsilon=1e-5)(x))
+    x = layers.Add()([x, attended])
+    hidden = layers.Dense(mlp_dim)(layers.LayerNormalization(epsilon=1e-5)(x))
+    return layers.Add()([x, layers.Dense(embed_dim)(hidden)])
+
+
+def block_with_default_epsilon(x, embed_dim, mlp_dim, num_heads, dim_coefficient):
+    attended = ExternalAttention(embed_dim, num_heads, dim_coefficient)(
+        layers.LayerNormalization()(x))
+    x = layers.Add()([x, attended])
+    hidden = layers.Dense(mlp_dim, activation="gelu")(layers.LayerNormalization()(x))
+    return layers.Add()([x, layers.Dense(embed_dim)(hidden)])
+
+
 def params_forgetting(**leave_out):
     """The solution's formula with one term left out (a learner's slip)."""
     solution = notebook_function("solutions", "06_eanet_model", "count_parameters")
@@ -222,6 +239,8 @@ MISTAKES = [
     (checks.check_transformer_block, block_without_residuals, ["residual connection is missing"]),
     (checks.check_transformer_block, block_without_second_norm,
      ["missing one LayerNormalization"]),
+    (checks.check_transformer_block, block_without_gelu, ["largest difference"]),
+    (checks.check_transformer_block, block_with_default_epsilon, ["epsilon=1e-5"]),
     (checks.check_parameter_count, params_forgetting(positions=True), ["position embedding"]),
     (checks.check_parameter_count, params_forgetting(blocks=True), ["num_blocks"]),
     (checks.check_parameter_count, params_forgetting(memory_units=True), ["memory_units"]),
