@@ -90,7 +90,7 @@ def _problems(c: EANetConfig) -> list[str]:
     for name in ("image_size", "channels", "patch_size", "num_classes", "embed_dim", "mlp_dim",
                  "num_heads", "dim_coefficient", "num_blocks", "batch_size", "epochs"):
         value = getattr(c, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not _is_positive_int(value):
             problems.append(f"{name}={value!r} must be a positive integer.")
     if problems:
         return problems
@@ -109,19 +109,28 @@ def _problems(c: EANetConfig) -> list[str]:
             f"embed_dim={c.embed_dim} // dim_coefficient={c.dim_coefficient} leaves no memory "
             "units; lower dim_coefficient or set memory_units."
         )
-    if c.memory_units is not None and (not isinstance(c.memory_units, int) or c.memory_units < 1):
-        problems.append(f"memory_units={c.memory_units!r} must be >= 1 (or None for the default).")
+    if c.memory_units is not None and not _is_positive_int(c.memory_units):
+        problems.append(f"memory_units={c.memory_units!r} must be an integer >= 1 (or None for "
+                        "the default).")
     for name in ("attention_dropout", "projection_dropout", "mlp_dropout", "label_smoothing"):
         value = getattr(c, name)
-        if not 0.0 <= value < 1.0:
-            problems.append(f"{name}={value!r} must be in [0, 1).")
-    if not 0.0 < c.validation_split < 1.0:
-        problems.append(f"validation_split={c.validation_split!r} must be in (0, 1).")
-    if c.learning_rate <= 0:
-        problems.append(f"learning_rate={c.learning_rate!r} must be > 0.")
-    if c.weight_decay < 0:
-        problems.append(f"weight_decay={c.weight_decay!r} must be >= 0.")
+        if not _is_real(value) or not 0.0 <= value < 1.0:
+            problems.append(f"{name}={value!r} must be a number in [0, 1).")
+    if not _is_real(c.validation_split) or not 0.0 < c.validation_split < 1.0:
+        problems.append(f"validation_split={c.validation_split!r} must be a number in (0, 1).")
+    if not _is_real(c.learning_rate) or c.learning_rate <= 0:
+        problems.append(f"learning_rate={c.learning_rate!r} must be a number > 0.")
+    if not _is_real(c.weight_decay) or c.weight_decay < 0:
+        problems.append(f"weight_decay={c.weight_decay!r} must be a number >= 0.")
     return problems
+
+
+def _is_positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _divisors(n: int) -> list[int]:

@@ -23,7 +23,8 @@ def test_environment_picks_profile_and_dataset(monkeypatch):
 
 
 def test_unknown_profile_names_the_choices(monkeypatch):
-    with pytest.raises(ValueError, match=r"choose one of \['ci', 'laptop', 'paper'\]"):
+    with pytest.raises(ValueError, match=r"Unknown profile 'fast'; choose one of "
+                                         r"\['ci', 'laptop', 'paper'\] \(set EANET_PROFILE"):
         get_profile("fast")
     monkeypatch.setenv("EANET_PROFILE", "gpu")
     with pytest.raises(ValueError, match="EANET_PROFILE"):
@@ -37,16 +38,33 @@ def test_unknown_dataset_is_refused(monkeypatch):
 
 
 @pytest.mark.parametrize("changes,fix", [
-    ({"patch_size": 3}, "image_size=32 is not divisible by patch_size=3"),
-    ({"embed_dim": 30}, "embed_dim=30 is not divisible by num_heads=4"),
-    ({"memory_units": 0}, "memory_units=0 must be >= 1"),
-    ({"attention_dropout": 1.5}, r"attention_dropout=1.5 must be in \[0, 1\)"),
+    ({"patch_size": 3}, r"image_size=32 is not divisible by patch_size=3; pick a patch_size "
+                        r"that divides it \(e\.g\. \[1, 2, 4, 8, 16, 32\]\)"),
+    ({"embed_dim": 30}, r"embed_dim=30 is not divisible by num_heads=4; pick num_heads among "
+                        r"\[1, 2, 3, 5, 6, 10, 15, 30\]"),
+    ({"memory_units": 0}, r"memory_units=0 must be an integer >= 1 \(or None for the default\)"),
+    ({"memory_units": -4}, "memory_units=-4 must be an integer >= 1"),
+    ({"memory_units": 2.5}, "memory_units=2.5 must be an integer >= 1"),
+    ({"embed_dim": 2, "num_heads": 1}, "lower dim_coefficient or set memory_units"),
+    ({"attention_dropout": 1.5}, r"attention_dropout=1.5 must be a number in \[0, 1\)"),
     ({"num_blocks": 0}, "num_blocks=0 must be a positive integer"),
     ({"validation_split": 0.0}, "validation_split"),
 ])
 def test_configs_that_cannot_build_a_model_are_refused(changes, fix):
     with pytest.raises(ValueError, match=fix):
         get_profile("laptop").replace(**changes)
+
+
+def test_a_bool_memory_units_is_refused_by_the_config():
+    with pytest.raises(ValueError, match="memory_units=True"):
+        get_profile("ci").replace(memory_units=True)
+
+
+@pytest.mark.parametrize("name", ["attention_dropout", "learning_rate", "weight_decay",
+                                  "validation_split"])
+def test_a_non_number_is_a_value_error_naming_the_field(name):
+    with pytest.raises(ValueError, match=f"{name}='0.1' must be a number"):
+        get_profile("ci").replace(**{name: "0.1"})
 
 
 def test_replace_dataset_sets_its_shape():
