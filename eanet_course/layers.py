@@ -153,6 +153,8 @@ class ExternalAttention(layers.Layer):
     The multi-head form widens ``d`` to ``d * dim_coefficient`` channels and cuts them into
     ``H = num_heads * dim_coefficient`` heads of ``dh = d / num_heads`` channels; all heads share
     ``M_k`` and ``M_v``. A final ``Dense`` maps back to ``d``. Cost: ``O(d * S * N)``, linear in N.
+    The biases of ``to_heads`` and ``memory_key`` add the same amount to every patch's logits,
+    which the softmax over N cancels: they are kept only to match the example's weights.
 
     Args:
         embed_dim: ``d``, the width of inputs and outputs.

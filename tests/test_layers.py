@@ -5,6 +5,7 @@ import pytest
 import keras
 import tensorflow as tf
 
+from eanet_course import layers as layers_module
 from eanet_course import reference
 from eanet_course.layers import (
     ExternalAttention,
@@ -102,23 +103,54 @@ def test_scores_are_non_negative_and_sum_to_one_over_memory():
     np.testing.assert_allclose(scores.sum(axis=-1), 1.0, atol=1e-5)
 
 
+def shared_shift(x):
+    """``x`` plus one random vector per image, the same for all of its patches."""
+    return x + 3.0 * RNG.normal(size=(x.shape[0], 1, x.shape[2])).astype("float32")
+
+
+def ignores_a_shift_shared_by_all_patches(layer, x):
+    """Whether the scores and output of ``layer`` are unchanged by :func:`shared_shift`.
+
+    The shift moves each logit ``F M_k^T`` by an amount that depends on the image, the head
+    and the memory unit, but not on the patch: a softmax over the patch axis N cancels it, a
+    softmax over any other axis (S, the heads, the batch) does not.
+    """
+    out, scores = layer(x, return_attention_scores=True)
+    shifted_out, shifted_scores = layer(shared_shift(x), return_attention_scores=True)
+    return (np.allclose(shifted_scores, scores, atol=1e-5)
+            and np.allclose(shifted_out, out, atol=1e-4))
+
+
 def test_softmax_runs_over_the_patch_axis():
-    """Adding a constant to one memory unit's logits for every patch changes nothing after a
-    softmax over N (it cancels within that unit's column), but would change a softmax over S."""
     layer = external()
-    x = features()
-    _, before = layer(x, return_attention_scores=True)
-    bias = layer.memory_key.bias.numpy()
-    bias[3] += 4.0
-    layer.memory_key.bias.assign(bias)
-    _, after = layer(x, return_attention_scores=True)
-    np.testing.assert_allclose(before, after, atol=1e-5)
-    # The same perturbation is visible to the wrong axis: the test can fail.
-    logits = RNG.normal(size=(5, 7))
-    shifted = logits.copy()
-    shifted[:, 3] += 4.0
-    wrong = lambda z: reference.softmax(z, axis=-1)  # noqa: E731
-    assert not np.allclose(wrong(logits), wrong(shifted), atol=1e-3)
+    x = features(3)
+    assert ignores_a_shift_shared_by_all_patches(layer, x)
+    # A shift of one patch only is not cancelled: the comparison above can tell.
+    moved = x.copy()
+    moved[:, 0] += 3.0
+    assert not np.allclose(layer(moved), layer(x), atol=1e-3)
+
+
+def _normalization_over(axis):
+    def double_normalization(logits):
+        over_axis = keras.ops.softmax(logits, axis=axis)
+        return over_axis / keras.ops.sum(over_axis, axis=-1, keepdims=True)
+    return double_normalization
+
+
+@pytest.mark.parametrize("axis", [-1, 1, 0], ids=["memory S", "heads", "batch"])
+def test_the_patch_axis_test_fails_for_a_softmax_over_another_axis(monkeypatch, axis):
+    """The check of `test_softmax_runs_over_the_patch_axis`, run on a layer whose softmax runs
+    over a wrong axis, must notice."""
+    monkeypatch.setattr(layers_module, "double_normalization", _normalization_over(axis))
+    assert not ignores_a_shift_shared_by_all_patches(external(), features(3))
+
+
+def test_keras_double_normalization_matches_the_reference_on_batched_logits():
+    logits = 2.0 * RNG.normal(size=(2, 3, 6, 5)).astype("float32")
+    for shift in (0.0, 500.0):  # large logits: a stable softmax gives the same answer
+        got = np.asarray(layers_module.double_normalization(logits + shift))
+        np.testing.assert_allclose(got, reference.double_normalization(logits), atol=1e-5)
 
 
 def test_patches_compete_for_each_memory_unit():
@@ -132,7 +164,16 @@ def test_patches_compete_for_each_memory_unit():
     assert not np.allclose(before[0, :, 1:], after[0, :, 1:], atol=1e-4)
 
 
-@pytest.mark.parametrize("layer_fn", [external, lambda: SelfAttention(16, num_heads=2)])
+LAYERS_OVER_PATCHES = [
+    external,
+    lambda: SelfAttention(16, num_heads=2),
+    lambda: TransformerBlock(16, 32, num_heads=2, dim_coefficient=2),
+    lambda: TransformerBlock(16, 32, num_heads=2, attention="self"),
+]
+LAYER_IDS = ["external", "self", "external_block", "self_block"]
+
+
+@pytest.mark.parametrize("layer_fn", LAYERS_OVER_PATCHES, ids=LAYER_IDS)
 def test_attention_is_permutation_equivariant_over_patches(layer_fn):
     layer = layer_fn()
     x = features()
@@ -140,7 +181,7 @@ def test_attention_is_permutation_equivariant_over_patches(layer_fn):
     np.testing.assert_allclose(np.asarray(layer(x))[:, perm], layer(x[:, perm]), atol=1e-5)
 
 
-@pytest.mark.parametrize("layer_fn", [external, lambda: SelfAttention(16, num_heads=2)])
+@pytest.mark.parametrize("layer_fn", LAYERS_OVER_PATCHES, ids=LAYER_IDS)
 def test_no_mixing_across_the_batch(layer_fn):
     layer = layer_fn()
     x = features(3)
@@ -204,16 +245,42 @@ def test_transformer_block_is_residual():
     np.testing.assert_allclose(block(x), x, atol=1e-6)
 
 
-def test_gradients_reach_every_weight():
-    block = TransformerBlock(16, 32, num_heads=2, dim_coefficient=2)
+#: Weights that attention provably cannot use. A shift shared by every patch cancels in external
+#: attention's softmax over N, so the LayerNorm's beta and the biases before that softmax get a
+#: zero gradient (up to rounding); in self-attention, q . b_k is the same for every key.
+SHIFT_INVARIANT = {
+    "external": ("attention_norm/beta", "attention/to_heads/bias", "attention/memory_key/bias"),
+    "self": ("attention/key/bias",),
+}
+
+
+def check_gradients(weights, grads, invariant, blocks=1):
+    """Every weight gets a real gradient, except the ``invariant`` ones (in each of ``blocks``
+    blocks), which get ~0.
+
+    Thresholds are relative to the largest gradient: rounding noise (~1e-8 of it) must not pass
+    for a gradient that reaches a weight.
+    """
+    assert len(grads) == len(weights) and weights
+    assert all(grad is not None for grad in grads), [w.path for w, g in zip(weights, grads)
+                                                       if g is None]
+    sizes = {w.path: float(tf.reduce_max(tf.abs(g))) for w, g in zip(weights, grads)}
+    scale = max(sizes.values())
+    dead = {p for p in sizes if p.split("/", 1)[1] in invariant}
+    assert len(dead) == len(invariant) * blocks, sorted(dead)
+    assert not [p for p in sizes if p not in dead and sizes[p] < 1e-4 * scale], sizes
+    assert not [p for p in dead if sizes[p] > 1e-6 * scale], sizes
+
+
+@pytest.mark.parametrize("attention", ["external", "self"])
+def test_gradients_reach_every_weight(attention):
+    block = TransformerBlock(16, 32, num_heads=2, dim_coefficient=2, attention=attention)
     x = tf.constant(features())
     with tf.GradientTape() as tape:
         loss = tf.reduce_sum(block(x) ** 2)
     grads = tape.gradient(loss, block.trainable_weights)
-    assert len(grads) == len(block.trainable_weights) == 16
-    for weight, grad in zip(block.trainable_weights, grads):
-        assert grad is not None, weight.path
-        assert float(tf.reduce_max(tf.abs(grad))) > 0, weight.path
+    assert len(block.trainable_weights) == 16
+    check_gradients(block.trainable_weights, grads, SHIFT_INVARIANT[attention])
 
 
 # --- serialization ---------------------------------------------------------------------------
@@ -239,7 +306,13 @@ def test_every_layer_round_trips_its_config(layer):
 @pytest.mark.parametrize("make,fix", [
     (lambda: ExternalAttention(30, num_heads=4), "num_heads among"),
     (lambda: SelfAttention(30, num_heads=4), "num_heads among"),
-    (lambda: ExternalAttention(16, memory_units=0), "memory_units"),
+    (lambda: ExternalAttention(16, memory_units=0),
+     r"memory_units \(S, at least 1\) must be a positive integer, got 0"),
+    (lambda: ExternalAttention(16, memory_units=-2), r"memory_units \(S, at least 1\)"),
+    (lambda: ExternalAttention(16, memory_units=2.5), r"memory_units \(S, at least 1\)"),
+    (lambda: TransformerBlock(16, 32, memory_units=0), r"memory_units \(S, at least 1\)"),
+    (lambda: TransformerBlock(30, 32, num_heads=4), r"num_heads among \[1, 2, 3, 5, 6"),
+    (lambda: TransformerBlock(30, 32, num_heads=4, attention="self"), "num_heads among"),
     (lambda: ExternalAttention(2, num_heads=1, dim_coefficient=4), "set memory_units"),
     (lambda: PatchExtract(0), "patch_size must be a positive integer"),
     (lambda: TransformerBlock(16, 32, attention="linear"), "use one of"),
@@ -250,13 +323,30 @@ def test_bad_arguments_fail_at_construction(make, fix):
 
 
 @pytest.mark.parametrize("layer,shape,fix", [
-    (PatchExtract(3), (None, 32, 32, 3), "pick a patch_size among"),
+    (PatchExtract(3), (None, 32, 32, 3), r"height 32 .*pick a patch_size among \[1, 2, 4, 8"),
+    (PatchExtract(4), (None, 8, 6, 1), r"width 6 .*pick a patch_size among \[1, 2, 3, 6\]"),
     (PatchExtract(2), (None, 32, 32), r"rank 4 \(batch, height, width, channels\)"),
     (ExternalAttention(16, num_heads=2), (None, 16), "rank 3"),
     (SelfAttention(16, num_heads=2), (None, 4, 4, 16), "rank 3"),
     (PatchEmbedding(64, 16), (None, 16, 12), "num_patches=.image_size // patch_size"),
+    (PatchEmbedding(16, 8), (None, 48), r"rank 3 .*Reshape your input"),
+    (TransformerBlock(16, 32, num_heads=2), (None, 4, 4, 16), r"rank 3 .*Reshape your input"),
     (TransformerBlock(16, 32, num_heads=2), (None, 9, 8), "PatchEmbedding"),
 ])
 def test_bad_shapes_fail_at_build(layer, shape, fix):
     with pytest.raises(ValueError, match=fix):
         layer.build(shape)
+
+
+@pytest.mark.parametrize("layer,shape", [
+    (PatchExtract(2), (2, 8, 8)),
+    (PatchExtract(3), (2, 8, 8, 1)),
+    (PatchEmbedding(16, 8), (2, 48)),
+    (ExternalAttention(16, num_heads=2), (2, 16)),
+    (SelfAttention(16, num_heads=2), (2, 4, 4, 16)),
+    (TransformerBlock(16, 32, num_heads=2), (2, 4, 4, 16)),
+], ids=lambda v: type(v).__name__ if isinstance(v, keras.layers.Layer) else str(v))
+def test_calling_a_layer_on_a_bad_shape_fails_before_computing(layer, shape):
+    """The first call builds the layer: the same message as `build`, not a backend error."""
+    with pytest.raises(ValueError, match=type(layer).__name__ + r".*(Reshape your input|pick a)"):
+        layer(np.zeros(shape, "float32"))

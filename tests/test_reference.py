@@ -29,6 +29,39 @@ def test_double_normalization_against_loops():
     np.testing.assert_allclose(reference.double_normalization(logits), expected, rtol=1e-6)
 
 
+def test_double_normalization_of_batched_logits_normalizes_each_map_on_its_own():
+    """With leading batch and head axes, each (N, S) map is normalized alone: axes -2 and -1,
+    not 0 and 1."""
+    logits = RNG.normal(size=(2, 3, 5, 4)) * 3
+    got = reference.double_normalization(logits)
+    for b in range(2):
+        for h in range(3):
+            np.testing.assert_allclose(got[b, h], reference.double_normalization(logits[b, h]),
+                                       rtol=1e-12)
+    np.testing.assert_allclose(got.sum(axis=-1), 1.0)
+
+
+def test_multi_head_external_attention_runs_each_head_on_its_block_of_channels():
+    b, n, d, c, heads, s = 2, 5, 8, 2, 4, 3
+    dh = d * c // heads
+    x = RNG.normal(size=(b, n, d))
+    w_in, b_in = RNG.normal(size=(d, d * c)), RNG.normal(size=d * c)
+    m_k, b_k, m_v, b_v = (RNG.normal(size=shape) for shape in ((s, dh), (s,), (s, dh), (dh,)))
+    w_out, b_out = RNG.normal(size=(d * c, d)), RNG.normal(size=d)
+    out, scores = reference.multi_head_external_attention(
+        x, w_in, b_in, m_k, b_k, m_v, b_v, w_out, b_out, num_heads=heads)
+    assert out.shape == (b, n, d) and scores.shape == (b, heads, n, s)
+    wide = x @ w_in + b_in
+    merged = np.empty((b, n, d * c))
+    for h in range(heads):
+        channels = slice(h * dh, (h + 1) * dh)
+        head_out, head_scores = reference.external_attention(wide[..., channels], m_k, m_v,
+                                                             b_k, b_v)
+        np.testing.assert_allclose(scores[:, h], head_scores, rtol=1e-10)
+        merged[..., channels] = head_out
+    np.testing.assert_allclose(out, merged @ w_out + b_out, rtol=1e-10)
+
+
 def test_external_attention_is_two_linear_maps_around_the_normalization():
     f, m_k, m_v = RNG.normal(size=(7, 4)), RNG.normal(size=(3, 4)), RNG.normal(size=(3, 5))
     out, attention = reference.external_attention(f, m_k, m_v)
