@@ -25,7 +25,7 @@ lab: setup
 
 # Package tests, every notebook, solution and exercise under nbval, and the browser test.
 test: setup
-	scripts/ensure-chromium.sh
+	scripts/ensure-chromium.sh $(BIN)/python
 	$(TEST_ENV) $(BIN)/python -m pytest --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=600 --timeout=900 tests notebooks solutions exercises
 
