@@ -87,6 +87,23 @@ def _grid_side(image: np.ndarray, patch_size: int) -> int:
     return h // patch_size
 
 
+def _patch_grid(image, patch_size: int, num_patches: int) -> tuple[np.ndarray, int]:
+    """``image`` as :func:`_image` gives it and its patches per row, checked to hold ``N``.
+
+    ``num_patches`` is ``N``, the scores per map; call it before making a figure, so that a wrong
+    ``patch_size`` leaves no half-drawn figure behind.
+    """
+    picture = _image(image)
+    side = _grid_side(picture, patch_size)
+    if num_patches != side * side:
+        raise ValueError(
+            f"Got {num_patches} scores for an image of {side}x{side} = {side * side} patches; "
+            "pass one score per patch, e.g. scores[:, unit] of an (N, S) map, with the model's "
+            "patch_size."
+        )
+    return picture, side
+
+
 def _scores_2d(scores, name: str) -> np.ndarray:
     array = np.asarray(scores, dtype=np.float64)
     if array.ndim != 2:
@@ -101,6 +118,8 @@ def _check_indices(indices: Sequence[int], size: int, what: str, of: str) -> Non
     if not len(indices):
         raise ValueError(f"No {what} to show; pass at least one index, e.g. [0].")
     for index in indices:
+        if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+            raise ValueError(f"{what} {index!r} is not an integer; pass integer indices.")
         if not 0 <= index < size:
             raise ValueError(f"{what} {index} is out of range: the map has {size} {of}.")
 
@@ -127,16 +146,39 @@ def class_indices(labels) -> np.ndarray:
     return array.argmax(axis=-1) if array.ndim == 2 else array.astype(int).reshape(-1)
 
 
+def _class_labels(labels, class_names: Sequence[str] | None) -> np.ndarray:
+    """:func:`class_indices` ``(B,)`` of ``labels``, checked to be classes ``0 .. K-1``."""
+    indices = class_indices(labels)
+    if not indices.size:
+        raise ValueError("No labels given; pass one label per example.")
+    high = len(class_names) if class_names is not None else None
+    if indices.min() < 0 or (high is not None and indices.max() >= high):
+        raise ValueError(
+            f"Labels run from {indices.min()} to {indices.max()}, but classes are numbered "
+            f"0 .. {'K-1' if high is None else high - 1}; pass class indices (or one-hot labels) "
+            "and one class name per class."
+        )
+    return indices
+
+
 # --------------------------------------------------------------------------- data
 
 
 def show_images(images, labels=None, class_names: Sequence[str] | None = None,
                 ncols: int = 8) -> Figure:
-    """A grid of images ``(B, H, W, C)``, titled by their labels (ints ``(B,)`` or one-hot)."""
+    """A grid of images ``(B, H, W)`` or ``(B, H, W, C)`` with ``C`` 1 or 3, titled by their labels
+    (ints ``(B,)`` or one-hot ``(B, K)``)."""
     images = np.asarray(images)
-    if images.ndim not in (3, 4):
-        raise ValueError(f"images must be a batch (B, H, W[, C]), got shape {images.shape}.")
-    names = None if labels is None else class_indices(labels)
+    if (images.ndim not in (3, 4) or not len(images)
+            or (images.ndim == 4 and images.shape[-1] not in (1, 3))):
+        raise ValueError(f"images must be a batch (B, H, W) or (B, H, W, C) with C = 1 or 3, "
+                         f"got shape {images.shape}.")
+    if images.ndim == 3 and images.shape[-1] in (1, 3):
+        raise ValueError(
+            f"images of shape {images.shape} look like one image (H, W, C); show_images takes "
+            "a batch: pass images[None], or several images."
+        )
+    names = None if labels is None else _class_labels(labels, class_names)
     if names is not None and len(names) != len(images):
         raise ValueError(f"Got {len(images)} images but {len(names)} labels; pass one per image.")
     fig, axes = _new_grid(len(images), ncols)
@@ -151,7 +193,7 @@ def show_images(images, labels=None, class_names: Sequence[str] | None = None,
 
 def plot_class_balance(labels, class_names: Sequence[str] | None = None) -> Figure:
     """Bar chart of how many examples each class has (labels ints ``(B,)`` or one-hot)."""
-    indices = class_indices(labels)
+    indices = _class_labels(labels, class_names)
     num_classes = len(class_names) if class_names is not None else int(indices.max()) + 1
     counts = np.bincount(indices, minlength=num_classes)
     fig, ax = plt.subplots(figsize=(min(14.0, 2.0 + 0.3 * num_classes), 3.0))
@@ -163,7 +205,7 @@ def plot_class_balance(labels, class_names: Sequence[str] | None = None) -> Figu
     ax.set_xlabel("class")
     ax.set_ylabel("examples")
     ax.set_title(f"{len(indices)} examples in {num_classes} classes")
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.08), fontsize=8, frameon=False)
     return _done(fig)
 
 
@@ -237,7 +279,8 @@ def plot_position_similarity(position_embeddings, grid_size: int) -> Figure:
     that nearby patches are alike.
     """
     emb = np.asarray(position_embeddings, dtype=np.float64)
-    if emb.ndim != 2 or emb.shape[0] != grid_size * grid_size:
+    if (not isinstance(grid_size, (int, np.integer)) or emb.ndim != 2
+            or emb.shape[0] != grid_size * grid_size):
         raise ValueError(
             f"position_embeddings must be (N, D) with N = grid_size**2 = {grid_size ** 2}, got "
             f"shape {emb.shape}; pass position_embedding.embeddings and image_size // patch_size."
@@ -305,33 +348,25 @@ def plot_normalizations(logits) -> Figure:
     return _done(fig)
 
 
-def _upsample(unit_scores, side: int, patch_size: int) -> np.ndarray:
-    """``N`` patch scores to a ``(side*P, side*P)`` map where each score fills its patch."""
-    scores = np.asarray(unit_scores, dtype=np.float64).reshape(-1)
-    if scores.size != side * side:
-        raise ValueError(
-            f"Got {scores.size} scores for an image of {side}x{side} = {side * side} patches; "
-            "pass one score per patch, e.g. scores[:, unit] of an (N, S) map, with the model's "
-            "patch_size."
-        )
-    return np.kron(scores.reshape(side, side), np.ones((patch_size, patch_size)))
-
-
 def plot_attention_overlay(image, unit_scores, patch_size: int, ax: Axes | None = None) -> Figure:
     """``N`` patch scores (one memory unit's column, or one query's row) as a heatmap over the image.
 
-    Draws into ``ax`` when given (and returns its Figure), else into a new Figure.
+    Draws into ``ax`` when given (and returns its Figure), else into a new Figure with a colour
+    bar. The colour scale starts at 0 (or the lowest score, if negative), so nearly equal scores
+    look nearly equal rather than stretched over the whole colour map.
     """
-    picture = _image(image)
-    side = _grid_side(picture, patch_size)
-    heat = _upsample(unit_scores, side, patch_size)
+    scores = np.asarray(unit_scores, dtype=np.float64).reshape(-1)
+    picture, side = _patch_grid(image, patch_size, scores.size)
+    heat = np.kron(scores.reshape(side, side), np.ones((patch_size, patch_size)))
     own = ax is None
     if own:
-        fig, ax = plt.subplots(figsize=(4.0, 4.0))
+        fig, ax = plt.subplots(figsize=(4.6, 4.0))
     _imshow(ax, picture)
-    ax.imshow(heat, cmap=HEATMAP, alpha=0.55, interpolation="nearest")
+    shown = ax.imshow(heat, cmap=HEATMAP, alpha=0.55, interpolation="nearest",
+                      vmin=min(0.0, scores.min()), vmax=scores.max())
     _draw_patch_grid(ax, picture.shape[0], patch_size)
     if own:
+        fig.colorbar(shown, ax=ax, label="attention")
         return _done(fig)
     return ax.figure
 
@@ -357,6 +392,7 @@ def plot_memory_units(image, scores, patch_size: int,
     chosen = list(range(matrix.shape[1])) if units is None and matrix.shape[1] <= 16 else (
         top_units(matrix, 16) if units is None else units)
     _check_indices(chosen, matrix.shape[1], "unit", "memory units")
+    _patch_grid(image, patch_size, matrix.shape[0])
     mass = matrix.sum(axis=0) / max(matrix.sum(), 1e-12)
     fig, axes = _new_grid(len(chosen), min(8, len(chosen)), size=2.0)
     for ax, unit in zip(axes.flat, chosen):
@@ -378,10 +414,10 @@ def plot_self_attention_rows(image, scores, patch_size: int, rows: Sequence[int]
         )
     rows = list(rows)
     _check_indices(rows, matrix.shape[0], "row", "patches")
+    _, side = _patch_grid(image, patch_size, matrix.shape[0])
     fig, axes = _new_grid(len(rows), min(6, len(rows)), size=2.2)
     for ax, row in zip(axes.flat, rows):
         plot_attention_overlay(image, matrix[row], patch_size, ax=ax)
-        side = int(round(math.sqrt(matrix.shape[0])))
         r, c = divmod(row, side)
         ax.add_patch(Rectangle((c * patch_size - 0.5, r * patch_size - 0.5), patch_size,
                                patch_size, fill=False, edgecolor="cyan", linewidth=2))
@@ -414,9 +450,15 @@ def plot_history(history_or_csv_path) -> Figure:
     if "loss" not in history:
         raise ValueError(f"No 'loss' in the history (keys: {sorted(history)}); is it a Keras log?")
     accuracies = [key for key in history if "accuracy" in key and not key.startswith("val_")]
-    fig, axes = plt.subplots(1, 1 + bool(accuracies), figsize=(10.0, 3.6), squeeze=False)
-    for ax, keys, ylabel in ((axes[0, 0], ["loss"], "loss"),
-                             (axes[0, -1], accuracies, "accuracy")):
+    for key in ["loss", *accuracies]:
+        if len(history.get(f"val_{key}", history[key])) != len(history[key]):
+            raise ValueError(
+                f"{len(history[key])} epochs of {key!r} but {len(history[f'val_{key}'])} of "
+                f"'val_{key}'; plot_history needs validation every epoch (validation_freq=1)."
+            )
+    panels = [(["loss"], "loss")] + ([(accuracies, "accuracy")] if accuracies else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(10.0, 3.6), squeeze=False)
+    for ax, (keys, ylabel) in zip(axes.flat, panels):
         for key, color in zip(keys, plt.rcParams["axes.prop_cycle"].by_key()["color"]):
             epochs = np.arange(1, len(history[key]) + 1)
             ax.plot(epochs, history[key], color=color, label=f"train {key}")
@@ -440,6 +482,11 @@ def plot_input_distributions(train_values, test_values) -> Figure:
     test = np.asarray(test_values, dtype=np.float64).reshape(-1)
     if not train.size or not test.size:
         raise ValueError("train_values and test_values must both hold some numbers.")
+    for values, name in ((train, "train_values"), (test, "test_values")):
+        if not np.isfinite(values).all():
+            raise ValueError(f"{name} holds {np.count_nonzero(~np.isfinite(values))} NaN or "
+                             "infinite values; find where they come from (e.g. a division by a "
+                             "zero standard deviation) before plotting.")
     bins = np.histogram_bin_edges(np.concatenate([train, test]), bins=60)
     fig, ax = plt.subplots(figsize=(7.0, 3.6))
     for values, name, color in ((train, "training inputs", "tab:blue"),
@@ -460,9 +507,10 @@ def plot_scaling(results: Mapping) -> Figure:
     """Time and peak memory against N on log-log axes, one line per layer, slopes in the legend.
 
     ``results`` is the dict of :func:`eanet_course.bench.attention.run` (``rows`` and ``slopes``).
-    A slope near 1 is linear in N (external attention), near 2 quadratic (self-attention).
+    A slope near 1 is linear in N (external attention), near 2 quadratic (self-attention); the
+    legend names the range of N each was fitted over (the largest sizes: small N measure overheads).
     """
-    if not isinstance(results, Mapping) or "rows" not in results:
+    if not isinstance(results, Mapping) or not results.get("rows"):
         raise ValueError("plot_scaling takes the dict returned by eanet_course.bench.attention.run "
                          "(or read from its attention.json), with 'rows' and 'slopes'.")
     slopes = results.get("slopes", {})
@@ -478,8 +526,10 @@ def plot_scaling(results: Mapping) -> Figure:
                             if row["layer"] == layer and row.get(key) is not None)
             if not points:
                 continue
-            slope = slopes.get(layer, {}).get(metric)
-            label = layer if slope is None else f"{layer} (slope {slope:.2f})"
+            fitted = slopes.get(layer, {})
+            label = layer if fitted.get(metric) is None else (
+                f"{layer} (slope {fitted[metric]:.2f} over N in [{fitted['range'][0]}, "
+                f"{fitted['range'][1]}])")
             ax.plot(*zip(*points), marker="o", label=label)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")

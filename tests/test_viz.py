@@ -50,12 +50,34 @@ def test_show_images_rescales_floats_and_uint8_to_unit_range():
 def test_show_images_refuses_mismatched_labels():
     with pytest.raises(ValueError, match="one per image"):
         viz.show_images(RNG.random((3, 8, 8)), labels=[0, 1])
+    with pytest.raises(ValueError, match="one class name per class"):
+        viz.show_images(RNG.random((2, 8, 8)), labels=[0, 2], class_names=["a", "b"])
+
+
+@pytest.mark.parametrize("images, message", [
+    (COLOUR, "look like one image"),  # one (H, W, 3) image is not 32 images of 32x3 pixels
+    (GREY, "look like one image"),
+    (np.zeros((0, 8, 8, 3)), "got shape"),
+    (np.zeros((2, 8, 8, 4)), "C = 1 or 3"),
+])
+def test_show_images_refuses_what_is_not_a_batch_of_images(images, message):
+    with pytest.raises(ValueError, match=message):
+        viz.show_images(images)
 
 
 def test_class_balance_counts_each_class():
     fig = viz.plot_class_balance([0, 1, 1, 3, 3, 3], class_names=list("abcd"))
     heights = [bar.get_height() for bar in fig.axes[0].patches]
     assert heights == [1, 2, 0, 3]
+
+
+@pytest.mark.parametrize("labels, message", [
+    ([0, 1, 4], "one class name per class"), ([0, -1], "one class name per class"),
+    ([], "No labels"),
+])
+def test_class_balance_refuses_labels_that_are_not_classes(labels, message):
+    with pytest.raises(ValueError, match=message):
+        viz.plot_class_balance(labels, class_names=["a", "b"])
 
 
 def test_show_patches_numbers_the_patches_and_pulls_them_apart():
@@ -88,6 +110,8 @@ def test_position_similarity_tiles_cosine_similarities():
     assert mosaic[5, 5] == pytest.approx(1.0)  # patch 4 with itself, in the middle tile
     with pytest.raises(ValueError, match="grid_size"):
         viz.plot_position_similarity(emb, 4)
+    with pytest.raises(ValueError, match="grid_size"):
+        viz.plot_position_similarity(emb, 3.0)
 
 
 def test_attention_matrix_draws_the_map_with_labels():
@@ -118,6 +142,16 @@ def test_overlay_fills_each_patch_with_its_score():
     assert heat.get_array()[2, 6] == 7.0  # pixel (2, 6) is in patch row 1, column 3
     assert 0 < heat.get_alpha() < 1
     assert len(fig.axes[0].lines) == 6  # 3 inner grid lines each way
+    assert fig.axes[1].get_ylabel() == "attention"  # a colour bar says what the colours mean
+
+
+def test_overlay_colour_scale_starts_at_zero():
+    # Nearly uniform attention must look nearly uniform, not stretched over the whole colour map.
+    scores = np.full(16, 1 / 16) + RNG.normal(0, 1e-6, 16)
+    heat = _images(viz.plot_attention_overlay(GREY, scores, 2))[1]
+    assert heat.get_clim() == (0.0, scores.max())
+    signed = _images(viz.plot_attention_overlay(GREY, scores - 0.1, 2))[1]
+    assert signed.get_clim() == ((scores - 0.1).min(), (scores - 0.1).max())
 
 
 def test_overlay_draws_into_a_given_axes():
@@ -130,6 +164,17 @@ def test_overlay_draws_into_a_given_axes():
 def test_overlay_refuses_a_score_count_that_does_not_fit_the_grid():
     with pytest.raises(ValueError, match="one score per patch"):
         viz.plot_attention_overlay(GREY, RNG.random(15), 2)
+
+
+def test_grids_of_overlays_refuse_a_wrong_patch_size_before_drawing():
+    # 16 patches are a 4x4 grid with P = 2; P = 4 gives 4 patches. The autouse fixture checks
+    # that no half-drawn figure is left open.
+    with pytest.raises(ValueError, match="one score per patch"):
+        viz.plot_memory_units(GREY, RNG.random((16, 4)), 4)
+    with pytest.raises(ValueError, match="one score per patch"):
+        viz.plot_self_attention_rows(GREY, RNG.random((16, 16)), 4, rows=[0])
+    with pytest.raises(ValueError, match="not an integer"):
+        viz.plot_self_attention_rows(GREY, RNG.random((16, 16)), 2, rows=[1.5])
 
 
 def test_top_units_rank_by_attention_mass():
@@ -193,11 +238,18 @@ def test_history_reads_a_csv_logger_file(tmp_path):
     assert _curves(viz.plot_history(path)) == _curves(viz.plot_history(HISTORY))
 
 
+def test_history_without_accuracy_has_one_panel_labelled_loss():
+    fig = viz.plot_history({"loss": [2.0, 1.0], "val_loss": [2.5, 1.5]})
+    assert [ax.get_ylabel() for ax in fig.axes] == ["loss"]
+
+
 def test_history_refuses_what_is_not_a_history():
     with pytest.raises(TypeError, match="CSVLogger"):
         viz.plot_history([1, 2, 3])
     with pytest.raises(ValueError, match="loss"):
         viz.plot_history({"accuracy": [0.5]})
+    with pytest.raises(ValueError, match="validation_freq=1"):
+        viz.plot_history({"loss": [2.0, 1.5, 1.0, 0.8], "val_loss": [1.8, 1.1]})
 
 
 def test_input_distributions_share_bins_and_report_statistics():
@@ -208,6 +260,8 @@ def test_input_distributions_share_bins_and_report_statistics():
     means = [float(label.split("mean ")[1].split(",")[0]) for label in labels]
     assert labels[0].startswith("training inputs") and labels[1].startswith("test inputs")
     assert abs(means[0]) < 0.2 and abs(means[1] - 3) < 0.2
+    with pytest.raises(ValueError, match="test_values holds 1 NaN"):
+        viz.plot_input_distributions([0.0, 1.0], [0.0, np.nan])
 
 
 def _bench(peak: bool) -> dict:
@@ -224,8 +278,9 @@ def test_scaling_plots_time_and_memory_with_slopes_in_the_legend():
     fig = viz.plot_scaling(_bench(peak=True))
     time_ax, memory_ax = fig.axes
     assert time_ax.get_xscale() == time_ax.get_yscale() == "log"
-    assert [line.get_label() for line in time_ax.lines] == ["external (slope 1.00)",
-                                                          "self (slope 2.00)"]
+    # The slopes were fitted over the large N only: the legend says which.
+    assert [line.get_label() for line in time_ax.lines] == [
+        "external (slope 1.00 over N in [16, 256])", "self (slope 2.00 over N in [16, 256])"]
     assert list(memory_ax.lines[1].get_ydata()) == [256.0, 4096.0, 65536.0]
 
 
@@ -233,3 +288,5 @@ def test_scaling_without_memory_has_only_the_time_panel():
     assert len(viz.plot_scaling(_bench(peak=False)).axes) == 1
     with pytest.raises(ValueError, match="bench.attention.run"):
         viz.plot_scaling({"slopes": {}})
+    with pytest.raises(ValueError, match="bench.attention.run"):
+        viz.plot_scaling({"rows": [], "slopes": {}})
