@@ -15,7 +15,8 @@ def test_fit_slope_recovers_the_exponent_of_a_power_law(exponent):
     assert bench.fit_slope(ns, costs) == pytest.approx(exponent, abs=0.01)
 
 
-@pytest.mark.parametrize("ns, costs", [([1024], [1.0]), ([64, 128], [1.0, 0.0])])
+@pytest.mark.parametrize("ns, costs", [([1024], [1.0]), ([64, 128], [1.0, 0.0]),
+                                       ([256, 256], [1.0, 2.0]), ([64, 128], [1.0, np.nan])])
 def test_fit_slope_refuses_what_has_no_log_log_line(ns, costs):
     with pytest.raises(ValueError, match="two points"):
         bench.fit_slope(ns, costs)
@@ -27,6 +28,7 @@ def test_fit_slope_refuses_what_has_no_log_log_line(ns, costs):
         ({"sizes": {"flash": (64,)}}, "Unknown layer"),
         ({"sizes": {"self": (64, 0)}}, "positive integers"),
         ({"sizes": {"self": ()}}, "positive integers"),
+        ({"sizes": {"self": (256, 256)}}, "repeats a size"),
         ({"repeats": 0}, "repeats"),
         ({"min_seconds": -1.0}, "min_seconds"),
         ({"embed_dim": 30}, "not divisible"),
@@ -62,6 +64,13 @@ def test_ratios_compare_the_baseline_with_external_attention_at_shared_sizes():
                                      4096: {"time": 30.0, "memory": 50.0}}
     with pytest.raises(ValueError, match="baseline"):
         bench.ratios(results, baseline="external")
+
+
+def test_ratios_and_summary_survive_a_zero_or_missing_external_cost():
+    results = {"rows": [_row("external", 64, 0.0, None), _row("self", 64, 1.0, 1.5)],
+               "slopes": {}, "batch_size": 1, "embed_dim": 8, "num_heads": 1, "machine": "m"}
+    assert bench.ratios(results) == {64: {"time": None, "memory": None}}
+    assert "takes - the time and - the peak memory" in bench.summary(results)
 
 
 def test_a_small_run_measures_each_configuration_and_saves_it(tmp_path, capsys):

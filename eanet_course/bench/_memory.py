@@ -41,7 +41,7 @@ def use_pooling_allocator() -> None:
 
 
 def peak_tensor_mb(fn: Callable[..., object], *args: object) -> float:
-    """Run ``fn(*args)``; return the MiB its tensors added at their peak to what was held before.
+    """Run ``fn(*args)``; return the MB (10^6 bytes) its tensors added at their peak to what was held before.
 
     Needs :func:`use_pooling_allocator` called before the process made its first tensor.
     """
@@ -54,4 +54,4 @@ def peak_tensor_mb(fn: Callable[..., object], *args: object) -> float:
         ) from error
     before = tf.config.experimental.get_memory_info(_DEVICE)["current"]
     fn(*args)
-    return (tf.config.experimental.get_memory_info(_DEVICE)["peak"] - before) / 2**20
+    return (tf.config.experimental.get_memory_info(_DEVICE)["peak"] - before) / 1e6

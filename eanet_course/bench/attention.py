@@ -79,6 +79,8 @@ class Plan:
         for name, sizes in self.sizes.items():
             if not sizes or any(not isinstance(n, int) or n < 1 for n in sizes):
                 raise ValueError(f"sizes[{name!r}]={sizes!r} must be positive integers N.")
+            if len(set(sizes)) != len(sizes):
+                raise ValueError(f"sizes[{name!r}]={sizes!r} repeats a size; list each N once.")
         for name in ("repeats", "warmup", "batch_size", "embed_dim", "num_heads", "fit_from"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < (0 if name == "warmup" else 1):
@@ -171,8 +173,10 @@ def _measure(name: str, n: int, plan: Plan) -> dict[str, float]:
 def fit_slope(ns: list[int] | np.ndarray, costs: list[float] | np.ndarray) -> float:
     """The exponent ``k`` of ``cost ~ N**k``: the slope of a line fitted to the log-log points."""
     ns, costs = np.asarray(ns, dtype=float), np.asarray(costs, dtype=float)
-    if ns.size < 2 or np.any(ns <= 0) or np.any(costs <= 0):
-        raise ValueError("fit_slope needs at least two points with positive N and cost.")
+    if (np.unique(ns).size < 2 or not np.all(np.isfinite(ns) & (ns > 0))
+            or not np.all(np.isfinite(costs) & (costs > 0))):
+        raise ValueError("fit_slope needs at least two points, at two different N, with positive "
+                         "finite N and cost.")
     return float(np.polyfit(np.log(ns), np.log(costs), 1)[0])
 
 
@@ -271,7 +275,8 @@ def ratios(results: dict, baseline: str = "self") -> dict[int, dict[str, float |
     """How many times more ``baseline`` costs than external attention, at every N both measured.
 
     Returns ``{N: {"time": t_baseline / t_external, "memory": m_baseline / m_external}}``;
-    a ratio below 1 means the baseline is the cheaper one there.
+    a ratio below 1 means the baseline is the cheaper one there, and None means a cost is
+    missing or external attention's is 0 (no ratio to give).
     """
     if baseline not in LAYERS or baseline == "external":
         raise ValueError(f"baseline={baseline!r} must be one of {LAYERS[1:]}.")
@@ -281,10 +286,14 @@ def ratios(results: dict, baseline: str = "self") -> dict[int, dict[str, float |
         ext = by_key.get(("external", n))
         if name != baseline or ext is None:
             continue
-        memory_ok = base["peak_mb"] is not None and ext["peak_mb"]
-        out[n] = {"time": base["time_ms"] / ext["time_ms"],
-                  "memory": base["peak_mb"] / ext["peak_mb"] if memory_ok else None}
+        out[n] = {"time": _ratio(base["time_ms"], ext["time_ms"]),
+                  "memory": _ratio(base["peak_mb"], ext["peak_mb"])}
     return out
+
+
+def _ratio(cost: float | None, external: float | None) -> float | None:
+    """``cost / external``, or None when either is missing or ``external`` is not positive."""
+    return cost / external if cost is not None and external is not None and external > 0 else None
 
 
 def _cell(value: float | None, width: int, fmt: str) -> str:
@@ -311,7 +320,8 @@ def summary(results: dict) -> str:
                      f"over N in [{s['range'][0]}, {s['range'][1]}]")
     if "self" in present and "external" in present and ratios(results):
         n, ratio = max(ratios(results).items())
-        memory = "-" if ratio["memory"] is None else f"{ratio['memory']:.1f}x"
-        lines.append(f"At N = {n}: self-attention takes {ratio['time']:.1f}x the time and "
+        time_, memory = ("-" if ratio[key] is None else f"{ratio[key]:.1f}x"
+                         for key in ("time", "memory"))
+        lines.append(f"At N = {n}: self-attention takes {time_} the time and "
                      f"{memory} the peak memory of external attention.")
     return "\n".join(lines)
