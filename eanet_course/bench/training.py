@@ -39,6 +39,7 @@ from eanet_course.training import train
 
 __all__ = ["run"]
 
+
 class _StepTimes(keras.callbacks.Callback):
     """Wall time of every training step of a ``fit``, in seconds."""
 
@@ -52,10 +53,9 @@ class _StepTimes(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self.seconds.append(time.perf_counter() - self._start)
 
-
-def _images_per_second(times: _StepTimes, batch_size: int) -> float:
-    """Images per second of the median step, the first one (tracing) left out."""
-    return batch_size / statistics.median(times.seconds[1:])
+    def images_per_second(self, batch_size: int) -> float:
+        """Images per second of the median step, the first one (tracing) left out."""
+        return batch_size / statistics.median(self.seconds[1:])
 
 
 def _course(config, x: np.ndarray, y: np.ndarray, steps: int) -> float:
@@ -64,7 +64,7 @@ def _course(config, x: np.ndarray, y: np.ndarray, steps: int) -> float:
     times = _StepTimes()
     model.fit(train_ds, steps_per_epoch=steps + 1, epochs=1, shuffle=False, verbose=0,
               callbacks=[times])
-    return _images_per_second(times, config.batch_size)
+    return times.images_per_second(config.batch_size)
 
 
 def _keras_example(config, x: np.ndarray, y: np.ndarray, steps: int) -> float:
@@ -75,7 +75,7 @@ def _keras_example(config, x: np.ndarray, y: np.ndarray, steps: int) -> float:
     n = (steps + 1) * config.batch_size
     model.fit(x[:n], labels[:n], batch_size=config.batch_size, epochs=1, verbose=0,
               callbacks=[times])
-    return _images_per_second(times, config.batch_size)
+    return times.images_per_second(config.batch_size)
 
 
 def run(quick: bool = False, out_dir: str | Path | None = None) -> dict:
