@@ -16,7 +16,10 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
-__all__ = ["DATASETS", "PROFILES", "EANetConfig", "get_profile"]
+__all__ = ["DATASETS", "NORMALIZATIONS", "PROFILES", "EANetConfig", "get_profile"]
+
+#: The two normalizations of external attention: EANet's, and the plain softmax over S.
+NORMALIZATIONS: tuple[str, ...] = ("double", "softmax")
 
 #: Shape facts of each data set the course knows: ``(image_size, channels, num_classes)``.
 DATASETS: dict[str, tuple[int, int, int]] = {
@@ -32,6 +35,8 @@ class EANetConfig:
     Model fields follow the Keras example. ``memory_units`` is S, the number of rows of the
     external memories ``M_k`` and ``M_v``; ``None`` means the Keras example's choice,
     ``embed_dim // dim_coefficient`` units per head (the paper's own code uses S = 64).
+    ``attention_normalization`` is ``"double"`` (EANet) or ``"softmax"`` (a plain softmax over
+    S: the ablation in which patches never exchange information inside the attention).
     """
 
     dataset: str = "cifar100"
@@ -44,6 +49,7 @@ class EANetConfig:
     num_heads: int = 4
     dim_coefficient: int = 4
     memory_units: int | None = None
+    attention_normalization: str = "double"
     num_blocks: int = 4
     attention_dropout: float = 0.1
     projection_dropout: float = 0.1
@@ -112,6 +118,9 @@ def _problems(c: EANetConfig) -> list[str]:
     if c.memory_units is not None and not _is_positive_int(c.memory_units):
         problems.append(f"memory_units={c.memory_units!r} must be an integer >= 1 (or None for "
                         "the default).")
+    if c.attention_normalization not in NORMALIZATIONS:
+        problems.append(f"attention_normalization={c.attention_normalization!r} must be one of "
+                        f"{NORMALIZATIONS}.")
     for name in ("attention_dropout", "projection_dropout", "mlp_dropout", "label_smoothing"):
         value = getattr(c, name)
         if not _is_real(value) or not 0.0 <= value < 1.0:

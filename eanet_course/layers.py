@@ -13,6 +13,8 @@ import math
 import keras
 from keras import layers, ops
 
+from eanet_course.config import NORMALIZATIONS
+
 __all__ = [
     "PatchExtract",
     "PatchEmbedding",
@@ -127,6 +129,15 @@ class PatchEmbedding(layers.Layer):
         }
 
 
+def _check_normalization(owner: str, normalization) -> str:
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(
+            f"{owner}: normalization={normalization!r} is unknown; use \"double\" (EANet's "
+            "softmax over N then l1 over S) or \"softmax\" (a plain softmax over S, the ablation)."
+        )
+    return normalization
+
+
 def double_normalization(logits):
     """EANet's double normalization of ``(..., N, S)`` logits, in ``keras.ops``.
 
@@ -153,6 +164,11 @@ class ExternalAttention(layers.Layer):
     The multi-head form widens ``d`` to ``d * dim_coefficient`` channels and cuts them into
     ``H = num_heads * dim_coefficient`` heads of ``dh = d / num_heads`` channels; all heads share
     ``M_k`` and ``M_v``. A final ``Dense`` maps back to ``d``. Cost: ``O(d * S * N)``, linear in N.
+
+    How patches talk: the softmax over N normalizes each memory unit's column over all patches
+    of the image, so a patch's output depends on the other patches only through those per-unit
+    sums. With ``normalization="softmax"`` (a plain softmax over S, the ablation) that path is
+    gone: every patch is processed alone, and the layer is a per-patch MLP.
     The biases of ``to_heads`` and ``memory_key`` add the same amount to every patch's logits,
     which the softmax over N cancels: they are kept only to match the example's weights.
 
@@ -164,10 +180,12 @@ class ExternalAttention(layers.Layer):
             example). The paper's own code uses 64.
         attention_dropout: dropout on the attention map ``A``.
         projection_dropout: dropout on the output.
+        normalization: ``"double"`` (EANet: softmax over N, then l1 over S) or ``"softmax"``
+            (a plain softmax over S: no path between patches).
 
     Call arguments:
         x: ``(B, N, d_in)``.
-        return_attention_scores: also return ``A`` after the double normalization (before
+        return_attention_scores: also return ``A`` after the normalization (before
             dropout), shape ``(B, H, N, S)`` as in ``keras.layers.MultiHeadAttention``.
 
     Returns:
@@ -182,10 +200,12 @@ class ExternalAttention(layers.Layer):
         memory_units: int | None = None,
         attention_dropout: float = 0.0,
         projection_dropout: float = 0.0,
+        normalization: str = "double",
         **kwargs,
     ):
         super().__init__(**kwargs)
         owner = "ExternalAttention"
+        self.normalization = _check_normalization(owner, normalization)
         self.embed_dim = _positive_int(owner, "embed_dim", embed_dim)
         self.num_heads = _positive_int(owner, "num_heads", num_heads)
         self.dim_coefficient = _positive_int(owner, "dim_coefficient", dim_coefficient)
@@ -240,7 +260,10 @@ class ExternalAttention(layers.Layer):
         heads = ops.reshape(heads, (-1, n, self.total_heads, self.head_dim))
         heads = ops.transpose(heads, (0, 2, 1, 3))  # (B, H, N, dh)
         logits = self.memory_key(heads)  # (B, H, N, S) = F M_k^T
-        scores = double_normalization(logits)
+        if self.normalization == "double":
+            scores = double_normalization(logits)
+        else:
+            scores = ops.softmax(logits, axis=-1)
         attention = self.attention_dropout_layer(scores, training=training)
         out = self.memory_value(attention)  # (B, H, N, dh) = A M_v
         out = ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (-1, n, self.embed_dim * self.dim_coefficient))
@@ -256,6 +279,7 @@ class ExternalAttention(layers.Layer):
             "memory_units": self._memory_units,
             "attention_dropout": self.attention_dropout,
             "projection_dropout": self.projection_dropout,
+            "normalization": self.normalization,
         }
 
 
@@ -368,6 +392,7 @@ class TransformerBlock(layers.Layer):
         attention_dropout: float = 0.0,
         projection_dropout: float = 0.0,
         mlp_dropout: float = 0.0,
+        normalization: str = "double",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -386,12 +411,13 @@ class TransformerBlock(layers.Layer):
         self.attention_dropout = attention_dropout
         self.projection_dropout = projection_dropout
         self.mlp_dropout = mlp_dropout
+        self.normalization = _check_normalization("TransformerBlock", normalization)
 
         self.attention_norm = layers.LayerNormalization(epsilon=1e-5, name="attention_norm")
         if attention == "external":
             self.attention = ExternalAttention(
                 embed_dim, num_heads, dim_coefficient, memory_units,
-                attention_dropout, projection_dropout, name="attention",
+                attention_dropout, projection_dropout, normalization, name="attention",
             )
         else:
             self.attention = SelfAttention(
@@ -440,4 +466,5 @@ class TransformerBlock(layers.Layer):
             "attention_dropout": self.attention_dropout,
             "projection_dropout": self.projection_dropout,
             "mlp_dropout": self.mlp_dropout,
+            "normalization": self.normalization,
         }

@@ -19,7 +19,7 @@ from eanet_course.layers import PatchEmbedding, PatchExtract, TransformerBlock
 __all__ = ["build_eanet", "build_vit", "attention_model", "compile_model"]
 
 
-def _build(config: EANetConfig, attention: str, name: str) -> keras.Model:
+def _build(config: EANetConfig, attention: str, name: str, key_dim: int | None = None) -> keras.Model:
     inputs = keras.Input(shape=config.input_shape, name="images")
     x = PatchExtract(config.patch_size, name="patches")(inputs)
     x = PatchEmbedding(config.num_patches, config.embed_dim, name="patch_embedding")(x)
@@ -33,12 +33,11 @@ def _build(config: EANetConfig, attention: str, name: str) -> keras.Model:
             attention=attention,
             dim_coefficient=config.dim_coefficient,
             memory_units=config.memory_units,
-            # The Keras example's baseline: MultiHeadAttention(num_heads, key_dim=embed_dim),
-            # with dropout on the attention map only.
-            key_dim=config.embed_dim,
+            key_dim=key_dim,
             attention_dropout=config.attention_dropout,
             projection_dropout=config.projection_dropout if attention == "external" else 0.0,
             mlp_dropout=config.mlp_dropout,
+            normalization=config.attention_normalization,
             name=f"block_{i}",
         )(x, return_attention_scores=True)
     x = layers.GlobalAveragePooling1D(name="pool")(x)
@@ -53,9 +52,15 @@ def build_eanet(config: EANetConfig) -> keras.Model:
     return _build(config, "external", "eanet")
 
 
-def build_vit(config: EANetConfig) -> keras.Model:
-    """The same skeleton with self-attention: the Keras example's ViT baseline."""
-    return _build(config, "self", "vit")
+def build_vit(config: EANetConfig, key_dim: int | None = None) -> keras.Model:
+    """The same skeleton with self-attention.
+
+    ``key_dim=None`` is the Keras example's baseline, ``MultiHeadAttention(num_heads,
+    key_dim=embed_dim)`` with dropout on the attention map only (623,268 parameters with the paper
+    profile); ``key_dim=embed_dim // num_heads`` is the standard ViT, whose heads split the width
+    (225,444 parameters with the paper profile).
+    """
+    return _build(config, "self", "vit", key_dim=config.embed_dim if key_dim is None else key_dim)
 
 
 def attention_model(model: keras.Model) -> keras.Model:
