@@ -16,6 +16,8 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
+from eanet_course.validation import divisor_hint, finite_real, is_integer
+
 __all__ = ["DATASETS", "NORMALIZATIONS", "PROFILES", "EANetConfig", "get_profile"]
 
 #: The two normalizations of external attention: EANet's, and the plain softmax over S.
@@ -66,6 +68,13 @@ class EANetConfig:
         problems = _problems(self)
         if problems:
             raise ValueError("EANetConfig cannot build a model:\n- " + "\n- ".join(problems))
+        # NumPy numbers are accepted; stored as Python ones, so the config writes to JSON.
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.type in ("int", "int | None") and value is not None:
+                object.__setattr__(self, field.name, int(value))
+            elif field.type == "float":
+                object.__setattr__(self, field.name, float(value))
 
     @property
     def num_patches(self) -> int:
@@ -98,17 +107,20 @@ def _problems(c: EANetConfig) -> list[str]:
         value = getattr(c, name)
         if not _is_positive_int(value):
             problems.append(f"{name}={value!r} must be a positive integer.")
+    if not is_integer(c.seed) or c.seed < 0:
+        problems.append(f"seed={c.seed!r} must be an integer >= 0 (NumPy and TensorFlow seeds "
+                        "are non-negative integers).")
     if problems:
         return problems
     if c.image_size % c.patch_size:
         problems.append(
             f"image_size={c.image_size} is not divisible by patch_size={c.patch_size}; "
-            f"pick a patch_size that divides it (e.g. {_divisors(c.image_size)})."
+            f"pick a patch_size that divides it (e.g. {divisor_hint(c.image_size)})."
         )
     if c.embed_dim % c.num_heads:
         problems.append(
             f"embed_dim={c.embed_dim} is not divisible by num_heads={c.num_heads}; "
-            f"pick num_heads among {_divisors(c.embed_dim)}."
+            f"pick num_heads among {divisor_hint(c.embed_dim)}."
         )
     if c.memory_units is None and c.embed_dim < c.dim_coefficient:
         problems.append(
@@ -123,27 +135,19 @@ def _problems(c: EANetConfig) -> list[str]:
                         f"{NORMALIZATIONS}.")
     for name in ("attention_dropout", "projection_dropout", "mlp_dropout", "label_smoothing"):
         value = getattr(c, name)
-        if not _is_real(value) or not 0.0 <= value < 1.0:
+        if not finite_real(value) or not 0.0 <= value < 1.0:
             problems.append(f"{name}={value!r} must be a number in [0, 1).")
-    if not _is_real(c.validation_split) or not 0.0 < c.validation_split < 1.0:
+    if not finite_real(c.validation_split) or not 0.0 < c.validation_split < 1.0:
         problems.append(f"validation_split={c.validation_split!r} must be a number in (0, 1).")
-    if not _is_real(c.learning_rate) or c.learning_rate <= 0:
-        problems.append(f"learning_rate={c.learning_rate!r} must be a number > 0.")
-    if not _is_real(c.weight_decay) or c.weight_decay < 0:
-        problems.append(f"weight_decay={c.weight_decay!r} must be a number >= 0.")
+    if not finite_real(c.learning_rate) or c.learning_rate <= 0:
+        problems.append(f"learning_rate={c.learning_rate!r} must be a number > 0, and finite.")
+    if not finite_real(c.weight_decay) or c.weight_decay < 0:
+        problems.append(f"weight_decay={c.weight_decay!r} must be a number >= 0, and finite.")
     return problems
 
 
 def _is_positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+    return is_integer(value) and value >= 1
 
 
 PROFILES: dict[str, EANetConfig] = {

@@ -14,6 +14,7 @@ import keras
 from keras import layers, ops
 
 from eanet_course.config import NORMALIZATIONS
+from eanet_course.validation import divisor_hint, fraction, positive_int
 
 __all__ = [
     "PatchExtract",
@@ -35,18 +36,11 @@ def _expect_rank(layer: layers.Layer, input_shape, rank: int, layout: str) -> No
         )
 
 
-def _positive_int(owner: str, name: str, value) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}.")
-    return value
-
-
 def _check_heads(owner: str, embed_dim: int, num_heads: int) -> None:
     if embed_dim % num_heads:
-        choices = [h for h in range(1, embed_dim + 1) if embed_dim % h == 0]
         raise ValueError(
             f"{owner}: embed_dim={embed_dim} is not divisible by num_heads={num_heads}; "
-            f"pick num_heads among {choices} or change embed_dim."
+            f"pick num_heads among {divisor_hint(embed_dim)} or change embed_dim."
         )
 
 
@@ -56,27 +50,29 @@ class PatchExtract(layers.Layer):
 
     Input ``(B, H, W, C)``; output ``(B, N, P*P*C)`` with ``N = (H/P) * (W/P)``, patches row by
     row, pixels row by row inside a patch, channels together (``keras.ops.image.extract_patches``).
+    The input is channels-last whatever ``keras.config.image_data_format()`` says, as the
+    course's data and models are.
     """
 
     def __init__(self, patch_size: int, **kwargs):
         super().__init__(**kwargs)
-        self.patch_size = _positive_int("PatchExtract", "patch_size", patch_size)
+        self.patch_size = positive_int("PatchExtract", "patch_size", patch_size)
 
     def build(self, input_shape):
         _expect_rank(self, input_shape, 4, "(batch, height, width, channels)")
         for axis, size in (("height", input_shape[1]), ("width", input_shape[2])):
             if size is not None and size % self.patch_size:
-                divisors = [p for p in range(1, size + 1) if size % p == 0]
                 raise ValueError(
                     f"PatchExtract: image {axis} {size} is not divisible by "
-                    f"patch_size={self.patch_size}; pick a patch_size among {divisors} "
-                    "or resize the images."
+                    f"patch_size={self.patch_size}; pick a patch_size among "
+                    f"{divisor_hint(size)} or resize the images."
                 )
         self.built = True
 
     def call(self, images):
         batch = ops.shape(images)[0]
-        patches = ops.image.extract_patches(images, self.patch_size, padding="valid")
+        patches = ops.image.extract_patches(images, self.patch_size, padding="valid",
+                                            data_format="channels_last")
         return ops.reshape(patches, (batch, -1, patches.shape[-1]))
 
     def compute_output_shape(self, input_shape):
@@ -98,10 +94,12 @@ class PatchEmbedding(layers.Layer):
 
     def __init__(self, num_patches: int, embed_dim: int, **kwargs):
         super().__init__(**kwargs)
-        self.num_patches = _positive_int("PatchEmbedding", "num_patches", num_patches)
-        self.embed_dim = _positive_int("PatchEmbedding", "embed_dim", embed_dim)
-        self.projection = layers.Dense(embed_dim, name="projection")
-        self.position_embedding = layers.Embedding(num_patches, embed_dim, name="position")
+        self.num_patches = positive_int("PatchEmbedding", "num_patches", num_patches)
+        self.embed_dim = positive_int("PatchEmbedding", "embed_dim", embed_dim)
+        policy = self.dtype_policy
+        self.projection = layers.Dense(self.embed_dim, name="projection", dtype=policy)
+        self.position_embedding = layers.Embedding(self.num_patches, self.embed_dim,
+                                                   name="position", dtype=policy)
 
     def build(self, input_shape):
         _expect_rank(self, input_shape, 3, "(batch, num_patches, patch_values)")
@@ -129,6 +127,12 @@ class PatchEmbedding(layers.Layer):
         }
 
 
+def _optional_int(owner: str, name: str, value) -> int | None:
+    """``None``, or ``value`` checked by :func:`positive_int` (a field that only one kind of
+    attention uses)."""
+    return None if value is None else positive_int(owner, name, value)
+
+
 def _check_normalization(owner: str, normalization) -> str:
     if normalization not in NORMALIZATIONS:
         raise ValueError(
@@ -144,10 +148,18 @@ def double_normalization(logits):
     Softmax over the patch axis ``N`` (axis -2), then l1 over the memory axis ``S`` (axis -1),
     so that each patch's weights over the memory units sum to 1. Same maths as
     :func:`eanet_course.reference.double_normalization`.
+
+    ``float16`` logits are normalized in ``float32`` and the result cast back: in ``float16`` a
+    patch whose weights all underflow (``exp(-18)`` already does) gives ``0 / (0 + 1e-9)`` with
+    the ``1e-9`` rounded to 0, a NaN. ``bfloat16`` has ``float32``'s exponent range, so it
+    computes in its own type (docs/design-notes.md gives the measurement).
     """
+    dtype = keras.backend.standardize_dtype(logits.dtype)
+    if dtype == "float16":
+        logits = ops.cast(logits, "float32")
     over_patches = ops.softmax(logits, axis=-2)
     total = ops.sum(over_patches, axis=-1, keepdims=True)
-    return over_patches / (total + ops.cast(1e-9, over_patches.dtype))
+    return ops.cast(over_patches / (total + ops.cast(1e-9, over_patches.dtype)), dtype)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -206,27 +218,31 @@ class ExternalAttention(layers.Layer):
         super().__init__(**kwargs)
         owner = "ExternalAttention"
         self.normalization = _check_normalization(owner, normalization)
-        self.embed_dim = _positive_int(owner, "embed_dim", embed_dim)
-        self.num_heads = _positive_int(owner, "num_heads", num_heads)
-        self.dim_coefficient = _positive_int(owner, "dim_coefficient", dim_coefficient)
+        self.embed_dim = embed_dim = positive_int(owner, "embed_dim", embed_dim)
+        self.num_heads = num_heads = positive_int(owner, "num_heads", num_heads)
+        self.dim_coefficient = positive_int(owner, "dim_coefficient", dim_coefficient)
         _check_heads(owner, embed_dim, num_heads)
-        if memory_units is None and embed_dim < dim_coefficient:
+        if memory_units is None and embed_dim < self.dim_coefficient:
             raise ValueError(
-                f"{owner}: embed_dim // dim_coefficient = {embed_dim} // {dim_coefficient} = 0 "
-                "memory units; set memory_units >= 1 or lower dim_coefficient."
+                f"{owner}: embed_dim // dim_coefficient = {embed_dim} // {self.dim_coefficient} "
+                "= 0 memory units; set memory_units >= 1 or lower dim_coefficient."
             )
         if memory_units is not None:
-            _positive_int(owner, "memory_units (S, at least 1)", memory_units)
+            memory_units = positive_int(owner, "memory_units (S, at least 1)", memory_units)
         self._memory_units = memory_units
-        self.attention_dropout = attention_dropout
-        self.projection_dropout = projection_dropout
+        self.attention_dropout = fraction(owner, "attention_dropout", attention_dropout)
+        self.projection_dropout = fraction(owner, "projection_dropout", projection_dropout)
 
-        self.to_heads = layers.Dense(embed_dim * dim_coefficient, name="to_heads")
-        self.memory_key = layers.Dense(self.memory_units, name="memory_key")  # holds M_k^T
-        self.memory_value = layers.Dense(self.head_dim, name="memory_value")  # holds M_v
-        self.output_projection = layers.Dense(embed_dim, name="output_projection")
-        self.attention_dropout_layer = layers.Dropout(attention_dropout)
-        self.projection_dropout_layer = layers.Dropout(projection_dropout)
+        policy = self.dtype_policy
+        self.to_heads = layers.Dense(embed_dim * self.dim_coefficient, name="to_heads",
+                                     dtype=policy)
+        self.memory_key = layers.Dense(self.memory_units, name="memory_key",
+                                       dtype=policy)  # holds M_k^T
+        self.memory_value = layers.Dense(self.head_dim, name="memory_value",
+                                         dtype=policy)  # holds M_v
+        self.output_projection = layers.Dense(embed_dim, name="output_projection", dtype=policy)
+        self.attention_dropout_layer = layers.Dropout(self.attention_dropout, dtype=policy)
+        self.projection_dropout_layer = layers.Dropout(self.projection_dropout, dtype=policy)
 
     @property
     def memory_units(self) -> int:
@@ -313,22 +329,23 @@ class SelfAttention(layers.Layer):
     ):
         super().__init__(**kwargs)
         owner = "SelfAttention"
-        self.embed_dim = _positive_int(owner, "embed_dim", embed_dim)
-        self.num_heads = _positive_int(owner, "num_heads", num_heads)
+        self.embed_dim = embed_dim = positive_int(owner, "embed_dim", embed_dim)
+        self.num_heads = num_heads = positive_int(owner, "num_heads", num_heads)
         if key_dim is None:
             _check_heads(owner, embed_dim, num_heads)
         else:
-            _positive_int(owner, "key_dim", key_dim)
+            key_dim = positive_int(owner, "key_dim", key_dim)
         self._key_dim = key_dim
-        self.attention_dropout = attention_dropout
-        self.projection_dropout = projection_dropout
+        self.attention_dropout = fraction(owner, "attention_dropout", attention_dropout)
+        self.projection_dropout = fraction(owner, "projection_dropout", projection_dropout)
         width = self.num_heads * self.key_dim
-        self.query = layers.Dense(width, name="query")
-        self.key = layers.Dense(width, name="key")
-        self.value = layers.Dense(width, name="value")
-        self.output_projection = layers.Dense(embed_dim, name="output_projection")
-        self.attention_dropout_layer = layers.Dropout(attention_dropout)
-        self.projection_dropout_layer = layers.Dropout(projection_dropout)
+        policy = self.dtype_policy
+        self.query = layers.Dense(width, name="query", dtype=policy)
+        self.key = layers.Dense(width, name="key", dtype=policy)
+        self.value = layers.Dense(width, name="value", dtype=policy)
+        self.output_projection = layers.Dense(embed_dim, name="output_projection", dtype=policy)
+        self.attention_dropout_layer = layers.Dropout(self.attention_dropout, dtype=policy)
+        self.projection_dropout_layer = layers.Dropout(self.projection_dropout, dtype=policy)
 
     @property
     def key_dim(self) -> int:
@@ -401,33 +418,38 @@ class TransformerBlock(layers.Layer):
                 f"TransformerBlock: attention={attention!r} is unknown; use one of "
                 f"{self.ATTENTIONS}."
             )
-        self.embed_dim = _positive_int("TransformerBlock", "embed_dim", embed_dim)
-        self.mlp_dim = _positive_int("TransformerBlock", "mlp_dim", mlp_dim)
-        self.num_heads = num_heads
+        owner = "TransformerBlock"
+        self.embed_dim = positive_int(owner, "embed_dim", embed_dim)
+        self.mlp_dim = positive_int(owner, "mlp_dim", mlp_dim)
+        self.num_heads = positive_int(owner, "num_heads", num_heads)
         self.attention_type = attention
-        self.dim_coefficient = dim_coefficient
-        self.memory_units = memory_units
-        self.key_dim = key_dim
-        self.attention_dropout = attention_dropout
-        self.projection_dropout = projection_dropout
-        self.mlp_dropout = mlp_dropout
-        self.normalization = _check_normalization("TransformerBlock", normalization)
+        self.dim_coefficient = positive_int(owner, "dim_coefficient", dim_coefficient)
+        self.memory_units = _optional_int(owner, "memory_units (S, at least 1)", memory_units)
+        self.key_dim = _optional_int(owner, "key_dim", key_dim)
+        self.attention_dropout = fraction(owner, "attention_dropout", attention_dropout)
+        self.projection_dropout = fraction(owner, "projection_dropout", projection_dropout)
+        self.mlp_dropout = fraction(owner, "mlp_dropout", mlp_dropout)
+        self.normalization = _check_normalization(owner, normalization)
 
-        self.attention_norm = layers.LayerNormalization(epsilon=1e-5, name="attention_norm")
+        policy = self.dtype_policy
+        self.attention_norm = layers.LayerNormalization(epsilon=1e-5, name="attention_norm",
+                                                        dtype=policy)
         if attention == "external":
             self.attention = ExternalAttention(
-                embed_dim, num_heads, dim_coefficient, memory_units,
-                attention_dropout, projection_dropout, normalization, name="attention",
+                self.embed_dim, self.num_heads, self.dim_coefficient, self.memory_units,
+                self.attention_dropout, self.projection_dropout, normalization,
+                name="attention", dtype=policy,
             )
         else:
             self.attention = SelfAttention(
-                embed_dim, num_heads, key_dim, attention_dropout, projection_dropout,
-                name="attention",
+                self.embed_dim, self.num_heads, self.key_dim, self.attention_dropout,
+                self.projection_dropout, name="attention", dtype=policy,
             )
-        self.mlp_norm = layers.LayerNormalization(epsilon=1e-5, name="mlp_norm")
-        self.mlp_hidden = layers.Dense(mlp_dim, activation="gelu", name="mlp_hidden")
-        self.mlp_output = layers.Dense(embed_dim, name="mlp_output")
-        self.mlp_dropout_layer = layers.Dropout(mlp_dropout)
+        self.mlp_norm = layers.LayerNormalization(epsilon=1e-5, name="mlp_norm", dtype=policy)
+        self.mlp_hidden = layers.Dense(self.mlp_dim, activation="gelu", name="mlp_hidden",
+                                       dtype=policy)
+        self.mlp_output = layers.Dense(self.embed_dim, name="mlp_output", dtype=policy)
+        self.mlp_dropout_layer = layers.Dropout(self.mlp_dropout, dtype=policy)
 
     def build(self, input_shape):
         _expect_rank(self, input_shape, 3, "(batch, num_patches, embed_dim)")

@@ -77,9 +77,24 @@ def attention_model(model: keras.Model) -> keras.Model:
             f"attention_model: {model.name!r} has no TransformerBlock layers; pass a model made "
             "by build_eanet or build_vit (or loaded from their .keras files)."
         )
-    # Each block was called with return_attention_scores=True: output 1 is its scores.
-    scores = [block.output[1] for block in blocks]
+    scores = [_scores_output(block) for block in blocks]
     return keras.Model(model.input, scores, name=f"{model.name}_attention")
+
+
+def _scores_output(block: TransformerBlock):
+    """The scores tensor of ``block`` in its model's graph: output 1 of a block called once with
+    ``return_attention_scores=True``, as :func:`build_eanet` calls it."""
+    fix = ("attention_model reads the scores that each block returns in the model's graph: call "
+           "every block once, as block(x, return_attention_scores=True), or build the model with "
+           "build_eanet / build_vit.")
+    if len(block._inbound_nodes) != 1:
+        raise ValueError(f"Block {block.name!r} is called {len(block._inbound_nodes)} times in "
+                         f"the model, so its scores are ambiguous; {fix}")
+    output = block.output
+    if not isinstance(output, (list, tuple)) or len(output) != 2:
+        raise ValueError(f"Block {block.name!r} was called without return_attention_scores=True, "
+                         f"so the model's graph has no scores to read; {fix}")
+    return output[1]
 
 
 def compile_model(model: keras.Model, config: EANetConfig) -> keras.Model:

@@ -1,5 +1,9 @@
 """Profiles and the refusal of configs that cannot build a model."""
 
+import dataclasses
+import json
+
+import numpy as np
 import pytest
 
 from eanet_course.config import DATASETS, PROFILES, EANetConfig, get_profile
@@ -71,3 +75,39 @@ def test_replace_dataset_sets_its_shape():
     config = EANetConfig().replace(dataset="digits", patch_size=2)
     assert (config.image_size, config.channels, config.num_classes) == DATASETS["digits"]
     assert config.num_patches == 16
+
+
+@pytest.mark.parametrize("changes,fix", [
+    ({"learning_rate": float("nan")}, r"learning_rate=nan must be a number > 0, and finite"),
+    ({"learning_rate": float("inf")}, r"learning_rate=inf must be a number > 0, and finite"),
+    ({"weight_decay": float("nan")}, r"weight_decay=nan must be a number >= 0, and finite"),
+    ({"weight_decay": float("-inf")}, r"weight_decay=-inf must be a number >= 0"),
+    ({"seed": 1.5}, r"seed=1.5 must be an integer >= 0"),
+    ({"seed": "42"}, r"seed='42' must be an integer >= 0"),
+    ({"seed": -1}, r"seed=-1 must be an integer >= 0"),
+    ({"seed": True}, r"seed=True must be an integer >= 0"),
+])
+def test_non_finite_rates_and_non_integer_seeds_are_refused(changes, fix):
+    with pytest.raises(ValueError, match=fix):
+        get_profile("ci").replace(**changes)
+
+
+def test_numpy_numbers_are_accepted_and_stored_as_python_numbers():
+    config = get_profile("ci").replace(embed_dim=np.int64(32), seed=np.uint8(7),
+                                       memory_units=np.int32(5), learning_rate=np.float32(0.5))
+    assert config == get_profile("ci").replace(embed_dim=32, seed=7, memory_units=5,
+                                               learning_rate=0.5)
+    assert type(config.embed_dim) is int and type(config.seed) is int
+    assert type(config.memory_units) is int and type(config.learning_rate) is float
+    json.dumps(dataclasses.asdict(config))  # a run folder writes it as JSON
+    with pytest.raises(ValueError, match="num_heads=np.True_ must be a positive integer"):
+        get_profile("ci").replace(num_heads=np.bool_(True))
+
+
+def test_divisor_hints_stay_short_for_huge_sizes():
+    """Listing every divisor of 10**15 one by one would not finish (this test would hang); the
+    hint searches up to 4096 and shows the smallest and the largest."""
+    with pytest.raises(ValueError, match=r"pick num_heads among \[1, 2, 4, 5, 8, 10, \.\.\., "
+                                         r"100000000000000, 125000000000000, 200000000000000, "
+                                         r"250000000000000, 500000000000000, 1000000000000000\]"):
+        get_profile("ci").replace(embed_dim=10**15, num_heads=3)

@@ -1,5 +1,7 @@
 """The layers compute the maths of `eanet_course.reference`, keep its invariants, and round-trip."""
 
+import json
+
 import numpy as np
 import pytest
 import keras
@@ -350,3 +352,64 @@ def test_calling_a_layer_on_a_bad_shape_fails_before_computing(layer, shape):
     """The first call builds the layer: the same message as `build`, not a backend error."""
     with pytest.raises(ValueError, match=type(layer).__name__ + r".*(Reshape your input|pick a)"):
         layer(np.zeros(shape, "float32"))
+
+
+# --- numbers, precision and formats ----------------------------------------------------------
+
+def test_numpy_integers_are_accepted_and_configs_stay_json():
+    block = TransformerBlock(np.int64(16), np.int32(32), num_heads=np.int64(2),
+                             dim_coefficient=np.uint8(2), memory_units=np.int16(5),
+                             attention_dropout=np.float32(0.25))
+    config = block.get_config()
+    assert config["embed_dim"] == 16 and type(config["embed_dim"]) is int
+    assert type(config["memory_units"]) is int and type(config["attention_dropout"]) is float
+    json.dumps(config)
+    _, scores = block(features(), return_attention_scores=True)
+    assert scores.shape == (2, 4, 12, 5)
+
+
+@pytest.mark.parametrize("make,fix", [
+    (lambda: ExternalAttention(16, attention_dropout=float("nan")),
+     r"attention_dropout must be a number in \[0, 1\), got nan"),
+    (lambda: TransformerBlock(16, 32, mlp_dropout=1.0), r"mlp_dropout must be a number in \[0, 1"),
+    (lambda: SelfAttention(16, key_dim=np.float32(4)), "key_dim must be a positive integer"),
+    (lambda: TransformerBlock(16, 32, num_heads=np.bool_(True)), "num_heads must be a positive"),
+])
+def test_bad_numbers_fail_at_construction(make, fix):
+    with pytest.raises(ValueError, match=fix):
+        make()
+
+
+def test_float16_double_normalization_stays_finite_at_large_scales():
+    """In float16, 1e-9 rounds to 0 and exp(-18) underflows: a patch whose weights all
+    underflow gave 0 / 0. The normalization runs in float32 under a float16 compute dtype."""
+    reference_layer = external()
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        layer = external()
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    layer.set_weights(reference_layer.get_weights())
+    x = 30.0 * features()
+    out, scores = layer(x, return_attention_scores=True)
+    assert out.dtype == scores.dtype == "float16"
+    out32 = np.asarray(out, dtype=np.float32)
+    assert np.isfinite(out32).all() and np.isfinite(np.asarray(scores, np.float32)).all()
+    expected = np.asarray(reference_layer(x))
+    np.testing.assert_allclose(out32, expected, atol=0.05 * np.abs(expected).max())
+    logits = keras.ops.cast(30.0 * RNG.normal(size=(2, 3, 6, 5)), "float16")
+    got = np.asarray(layers_module.double_normalization(logits), np.float32)
+    np.testing.assert_allclose(got, reference.double_normalization(np.asarray(logits, np.float64)),
+                               atol=2e-3)
+
+
+def test_patch_extract_ignores_the_global_image_data_format():
+    images = RNG.normal(size=(2, 8, 12, 3)).astype("float32")
+    previous = keras.config.image_data_format()
+    keras.config.set_image_data_format("channels_first")
+    try:
+        out = PatchExtract(4)(images)
+    finally:
+        keras.config.set_image_data_format(previous)
+    np.testing.assert_allclose(out, reference.extract_patches(images, 4), atol=0)

@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from eanet_course.config import get_profile
+from eanet_course.layers import TransformerBlock
 from eanet_course.models import attention_model, build_eanet, build_vit, compile_model
 
 CI = get_profile("ci")
@@ -144,3 +145,18 @@ def test_one_training_step_lowers_the_loss_on_a_fixed_batch():
     before = model.evaluate(x, y, verbose=0)[0]
     model.fit(x, y, epochs=5, batch_size=32, verbose=0)
     assert model.evaluate(x, y, verbose=0)[0] < before
+
+
+def test_attention_model_refuses_blocks_called_without_scores():
+    """Output 1 of a block called without scores is not its scores: it would slice the batch."""
+    inputs = keras.Input((16, 32))
+    block = TransformerBlock(32, 64, num_heads=2, dim_coefficient=2, name="plain_block")
+    plain = keras.Model(inputs, block(inputs))
+    with pytest.raises(ValueError, match=r"'plain_block' was called without "
+                                         r"return_attention_scores=True.*build_eanet"):
+        attention_model(plain)
+    shared = TransformerBlock(32, 64, num_heads=2, dim_coefficient=2, name="shared_block")
+    x, _ = shared(inputs, return_attention_scores=True)
+    twice = keras.Model(inputs, shared(x, return_attention_scores=True))
+    with pytest.raises(ValueError, match=r"'shared_block' is called 2 times"):
+        attention_model(twice)
