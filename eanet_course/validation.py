@@ -12,10 +12,10 @@ import math
 import numbers
 import os
 import stat
-from pathlib import Path
+from typing import BinaryIO
 
-__all__ = ["divisor_hint", "finite_real", "fraction", "is_integer", "positive_int",
-           "read_bounded"]
+__all__ = ["FileRefused", "divisor_hint", "finite_real", "fraction", "is_integer",
+           "open_regular", "positive_int", "read_bounded"]
 
 #: ``divisor_hint`` tries divisors up to this bound only, so that a crafted size such as
 #: ``embed_dim=10**15`` costs microseconds, not minutes.
@@ -78,24 +78,39 @@ def divisor_hint(n: int) -> str:
     return "[" + ", ".join(shown) + "]"
 
 
+class FileRefused(ValueError):
+    """A file refused before it was read (a device, a pipe, a file over its size limit)."""
+
+
+def open_regular(path: str | os.PathLike, what: str, fix: str) -> BinaryIO:
+    """``path`` opened for reading in binary, if it is a regular file (``FileRefused`` if not).
+
+    Devices (``/dev/zero``), pipes, sockets and folders are refused without being read; a pipe
+    is opened without blocking, so that a pipe with no writer cannot hang the caller. ``what``
+    names the file in the message (e.g. ``"a CSVLogger file"``) and ``fix`` says what to do
+    instead. ``FileNotFoundError`` when ``path`` does not exist.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    handle = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        handle.close()
+        raise FileRefused(f"{os.fspath(path)} is not a regular file, so it cannot be {what}; "
+                          f"{fix}")
+    return handle
+
+
 def read_bounded(path: str | os.PathLike, limit: int, what: str, fix: str) -> bytes:
     """The bytes of the regular file ``path``, refused before reading if over ``limit`` bytes.
 
-    Devices (``/dev/zero``), pipes, sockets and folders are refused without being read (a pipe is
-    opened without blocking); a file that grows past ``limit`` while being read is refused too.
-    ``what`` names the file in the message (e.g. ``"a CSVLogger file"``) and ``fix`` says what to
-    do instead. Raises ``ValueError`` (``FileNotFoundError`` when ``path`` does not exist).
+    As :func:`open_regular`, and a file that holds more than ``limit`` bytes, or grows past it
+    while being read, raises ``FileRefused`` too.
     """
-    path = Path(path)
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"{path} is not a regular file, so it cannot be {what}; {fix}")
-        if info.st_size > limit:
-            raise ValueError(f"{path} holds {info.st_size:,} bytes, more than {what} can "
-                             f"({limit:,}); {fix}")
+    with open_regular(path, what, fix) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > limit:
+            raise FileRefused(f"{os.fspath(path)} holds {size:,} bytes, more than {what} can "
+                              f"({limit:,}); {fix}")
         content = handle.read(limit + 1)
     if len(content) > limit:
-        raise ValueError(f"{path} grew past {limit:,} bytes while being read; {fix}")
+        raise FileRefused(f"{os.fspath(path)} grew past {limit:,} bytes while being read; {fix}")
     return content

@@ -13,6 +13,7 @@ Figures are closed in pyplot before they are returned, so a notebook shows each 
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -27,6 +28,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from eanet_course import reference
+from eanet_course.validation import divisor_hint, is_integer, read_bounded
 
 __all__ = [
     "show_images",
@@ -76,13 +78,13 @@ def _imshow(ax: Axes, image: np.ndarray) -> None:
 
 def _grid_side(image: np.ndarray, patch_size: int) -> int:
     """Patches per row of ``image`` for ``patch_size`` (a square image that ``P`` divides)."""
-    if not isinstance(patch_size, (int, np.integer)) or patch_size < 1:
+    if not is_integer(patch_size) or patch_size < 1:
         raise ValueError(f"patch_size must be a positive integer, got {patch_size!r}.")
     h, w = image.shape[:2]
     if h != w or h % patch_size:
         raise ValueError(
             f"Image {h}x{w} cannot be cut into {patch_size}x{patch_size} patches; use a square "
-            f"image and a patch_size among {[p for p in range(1, h + 1) if h % p == 0]}."
+            f"image and a patch_size among {divisor_hint(h)}."
         )
     return h // patch_size
 
@@ -118,7 +120,7 @@ def _check_indices(indices: Sequence[int], size: int, what: str, of: str) -> Non
     if not len(indices):
         raise ValueError(f"No {what} to show; pass at least one index, e.g. [0].")
     for index in indices:
-        if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+        if not is_integer(index):
             raise ValueError(f"{what} {index!r} is not an integer; pass integer indices.")
         if not 0 <= index < size:
             raise ValueError(f"{what} {index} is out of range: the map has {size} {of}.")
@@ -279,7 +281,7 @@ def plot_position_similarity(position_embeddings, grid_size: int) -> Figure:
     that nearby patches are alike.
     """
     emb = np.asarray(position_embeddings, dtype=np.float64)
-    if (not isinstance(grid_size, (int, np.integer)) or emb.ndim != 2
+    if (not is_integer(grid_size) or emb.ndim != 2
             or emb.shape[0] != grid_size * grid_size):
         raise ValueError(
             f"position_embeddings must be (N, D) with N = grid_size**2 = {grid_size ** 2}, got "
@@ -428,13 +430,32 @@ def plot_self_attention_rows(image, scores, patch_size: int, rows: Sequence[int]
 # --------------------------------------------------------------------------- training
 
 
+#: The largest CSVLogger file read (a line per epoch, about a hundred bytes each).
+HISTORY_LIMIT = 10_000_000
+
+
+def _history_value(path, key: str, row: int, text) -> float:
+    if text is None or text == "":
+        raise ValueError(f"{path}: {key!r} in row {row} is missing; pass the CSV that "
+                         "keras.callbacks.CSVLogger wrote (one row per epoch, every column).")
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{path}: {key!r} in row {row} is {text!r}, not a number; pass the "
+                         "CSV that keras.callbacks.CSVLogger wrote.") from None
+
+
 def _read_history(history_or_csv_path) -> dict[str, list[float]]:
     if isinstance(history_or_csv_path, (str, os.PathLike)):
-        with open(history_or_csv_path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
+        path = os.fspath(history_or_csv_path)
+        text = read_bounded(path, HISTORY_LIMIT, "a CSVLogger file",
+                            "pass the log.csv of a run (keras.callbacks.CSVLogger).")
+        rows = list(csv.DictReader(io.StringIO(text.decode("utf-8", errors="replace"))))
         if not rows:
-            raise ValueError(f"{os.fspath(history_or_csv_path)!r} has no epochs logged yet.")
-        return {key: [float(row[key]) for row in rows] for key in rows[0] if key != "epoch"}
+            raise ValueError(f"{path!r} has no epochs logged yet.")
+        return {key: [_history_value(path, key, number, row.get(key))
+                      for number, row in enumerate(rows, start=1)]
+                for key in rows[0] if key not in ("epoch", None)}
     history = getattr(history_or_csv_path, "history", history_or_csv_path)
     if not isinstance(history, Mapping):
         raise TypeError(

@@ -229,3 +229,51 @@ def test_the_keras_example_order_fails_that_check():
     assert np.mean(train == 0) > 0.25 and np.mean(test == 0) < 0.01
     with pytest.raises(AssertionError):
         assert_same_distribution(train, test)
+
+
+def _digits_with(**changes):
+    """The digits arrays with some replaced: x_train, y_train, x_test or y_test."""
+    (x_train, y_train), (x_test, y_test) = data.load_digits()
+    arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
+              **changes}
+    return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+
+
+def _with_nan(images):
+    images = images.astype(np.float32)
+    images[3, 2, 1, 0] = np.nan
+    return images
+
+
+@pytest.mark.parametrize("changes,fix", [
+    ({"x_train": _with_nan(data.load_digits()[0][0])},
+     r"x_train has 1 NaN or infinite pixels; pass raw pixels in \[0, 255\]"),
+    ({"y_test": np.full(360, 10)},
+     r"y_test runs from 10 to 10, but num_classes=10 means classes 0 \.\. 9"),
+    ({"y_train": -np.ones(1437, np.int64)}, r"y_train runs from -1 to -1"),
+    ({"y_train": np.zeros(1437, np.float32)}, r"y_train must hold one integer class per image"),
+    ({"y_train": np.zeros((1437, 10), np.int64)}, r"labels.argmax\(-1\)"),
+    ({"y_test": np.zeros(12, np.int64)}, r"shape \(360,\), got int64 of shape \(12,\)"),
+    ({"x_test": np.zeros((0, 8, 8, 1), np.uint8), "y_test": np.zeros(0, np.int64)},
+     r"x_test holds no images"),
+    ({"x_train": np.zeros((1, 8, 8, 1), np.uint8), "y_train": np.zeros(1, np.int64)},
+     r"x_train has 1 images: validation_split=0.2 leaves 0 for validation"),
+])
+def test_pipeline_refuses_bad_arrays_where_they_enter(changes, fix):
+    with pytest.raises(ValueError, match=fix):
+        data.make_datasets(CONFIG, arrays=_digits_with(**changes))
+
+
+def test_pipeline_takes_keras_style_labels_of_shape_n_by_1():
+    (x_train, y_train), (x_test, y_test) = data.load_digits()
+    column = data.make_datasets(CONFIG, arrays=((x_train, y_train[:, None]),
+                                                (x_test, y_test[:, None])))
+    flat = data.make_datasets(CONFIG)
+    for ours, theirs in zip(_first_batches(column.test, 1), _first_batches(flat.test, 1)):
+        np.testing.assert_array_equal(ours[1], theirs[1])
+
+
+def test_cifar_images_come_back_contiguous_and_writable(tmp_path):
+    path, _ = write_cifar(tmp_path)
+    (x_train, _), _ = data.load_cifar100(path)
+    assert x_train.flags.c_contiguous and x_train.flags.writeable
