@@ -19,6 +19,7 @@ from numpy.typing import ArrayLike
 
 from eanet_course import reference, viz
 from eanet_course.models import attention_model
+from eanet_course.validation import positive_int
 
 __all__ = [
     "AttentionExplorer",
@@ -66,6 +67,28 @@ class _Explorer(widgets.VBox):
         raise NotImplementedError(f"{type(self).__name__} must define draw().")
 
 
+def _checked_labels(model: keras.Model, count: int, labels: ArrayLike | None,
+                    class_names: Sequence[str] | None
+                    ) -> tuple[np.ndarray | None, Sequence[str] | None]:
+    """``labels`` as class indices ``(B,)``, one per image, and ``class_names``, one per class
+    of ``model``; refused here, before a dropdown indexes past their end."""
+    num_classes = model.output_shape[-1]
+    if class_names is not None and len(class_names) != num_classes:
+        raise ValueError(
+            f"class_names has {len(class_names)} names but the model predicts {num_classes} "
+            "classes; pass one name per class, e.g. datasets.class_names.")
+    if labels is None:
+        return None, class_names
+    indices = viz.class_indices(labels)
+    if len(indices) != count:
+        raise ValueError(f"Got {count} images but {len(indices)} labels; pass one label per "
+                         "image, e.g. labels=y_test[:16] for images x_test[:16].")
+    if len(indices) and (indices.min() < 0 or indices.max() >= num_classes):
+        raise ValueError(f"Labels run from {indices.min()} to {indices.max()}, but the model "
+                         f"predicts classes 0 .. {num_classes - 1}; pass this data set's labels.")
+    return indices, class_names
+
+
 class AttentionExplorer(_Explorer):
     """Where a model's attention falls on an image: per block, head and memory unit.
 
@@ -96,17 +119,17 @@ class AttentionExplorer(_Explorer):
                 f"got shape {images.shape}; pass normalized images, e.g. "
                 "datasets.normalize(x_test[:16])."
             )
+        self.labels, self.class_names = _checked_labels(model, len(images), labels, class_names)
+        self.top_k = positive_int("AttentionExplorer", "top_k", top_k)
         attention = attention_model(model)
         self.kind = next(layer.attention_type for layer in model.layers
                          if hasattr(layer, "attention_type"))
-        self.patch_size = patch_size or model.get_layer("patches").patch_size
+        self.patch_size = (model.get_layer("patches").patch_size if patch_size is None
+                           else positive_int("AttentionExplorer", "patch_size", patch_size))
         self.images = images
         scores = attention.predict(images, verbose=0)
         self.scores = [np.asarray(s) for s in (scores if isinstance(scores, list) else [scores])]
         self.predicted = model.predict(images, verbose=0).argmax(axis=-1)
-        self.labels = None if labels is None else viz.class_indices(labels)
-        self.class_names = class_names
-        self.top_k = top_k
         heads, _, width = self.scores[0].shape[1:]
         self.image = widgets.Dropdown(
             options=[(self._describe(i), i) for i in range(len(images))], value=0,
@@ -194,7 +217,11 @@ class NormalizationExplorer(_Explorer):
     """
 
     def __init__(self, seed: int = 0, num_patches: int = 8, memory_units: int = 6):
-        self.logits = np.random.default_rng(seed).normal(size=(num_patches, memory_units))
+        owner = "NormalizationExplorer"
+        shape = (positive_int(owner, "num_patches", num_patches),
+                 positive_int(owner, "memory_units", memory_units))
+        seed = positive_int(owner, "seed", seed, minimum=0)
+        self.logits = np.random.default_rng(seed).normal(size=shape)
         self.scale = widgets.FloatLogSlider(value=1.0, base=10, min=-1, max=1, step=0.1,
                                             description="scale", continuous_update=False)
         super().__init__([[self.scale]])

@@ -114,3 +114,26 @@ def test_normalization_explorer_scales_the_same_logits():
     np.testing.assert_allclose(double, reference.double_normalization(5.0 * logits))
     assert f"{reference.softmax(5.0 * logits).max(axis=-1).mean():.2f}" in explorer.caption.value
     np.testing.assert_array_equal(widgets.normalization_explorer(seed=3).logits, logits)
+
+
+@pytest.mark.parametrize("kwargs,fix", [
+    ({"labels": [7, 1]}, r"Got 3 images but 2 labels; pass one label per image"),
+    ({"labels": np.eye(10)[:2]}, r"Got 3 images but 2 labels"),
+    ({"labels": [7, 1, 10]}, r"Labels run from 1 to 10, but the model predicts classes 0 \.\. 9"),
+    ({"class_names": NAMES[:3]}, r"class_names has 3 names but the model predicts 10 classes"),
+    ({"labels": [7, 1, 4], "class_names": NAMES[:2]}, r"class_names has 2 names"),
+])
+def test_explorer_refuses_labels_and_names_that_do_not_fit(eanet, kwargs, fix):
+    with pytest.raises(ValueError, match=fix):
+        widgets.attention_explorer(eanet, IMAGES, **kwargs)
+
+
+def test_explorers_take_numpy_integers_and_refuse_other_numbers(eanet):
+    explorer = widgets.AttentionExplorer(eanet, IMAGES[:1], top_k=np.int64(3),
+                                         patch_size=np.int32(CONFIG.patch_size))
+    assert explorer.top_k == 3 and type(explorer.patch_size) is int
+    with pytest.raises(ValueError, match="top_k must be a positive integer, got 2.5"):
+        widgets.AttentionExplorer(eanet, IMAGES[:1], top_k=2.5)
+    assert widgets.normalization_explorer(np.int64(3)).logits.shape == (8, 6)
+    with pytest.raises(ValueError, match="seed must be an integer >= 0, got -1"):
+        widgets.normalization_explorer(-1)
