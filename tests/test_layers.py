@@ -285,23 +285,7 @@ def test_gradients_reach_every_weight(attention):
     check_gradients(block.trainable_weights, grads, SHIFT_INVARIANT[attention])
 
 
-# --- serialization ---------------------------------------------------------------------------
-
-@pytest.mark.parametrize("layer", [
-    PatchExtract(2),
-    PatchEmbedding(16, 8),
-    ExternalAttention(16, num_heads=2, dim_coefficient=2, memory_units=5,
-                      attention_dropout=0.1, projection_dropout=0.2),
-    SelfAttention(16, num_heads=2, key_dim=4, attention_dropout=0.1),
-    TransformerBlock(16, 24, num_heads=2, attention="self", key_dim=4, mlp_dropout=0.1),
-], ids=lambda layer: type(layer).__name__)
-def test_every_layer_round_trips_its_config(layer):
-    config = layer.get_config()
-    clone = type(layer).from_config(config)
-    assert clone.get_config() == config
-    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
-    assert type(restored) is type(layer) and restored.get_config() == config
-
+# --- serialization: tests/test_layer_harness.py runs every layer through one harness ---------
 
 # --- bad input -------------------------------------------------------------------------------
 
