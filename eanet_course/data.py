@@ -169,7 +169,7 @@ class _ArrayState:
         self.state = state
 
     def array(self) -> np.ndarray:
-        if len(self.state) != 5:
+        if not isinstance(self.state, tuple) or len(self.state) != 5:
             raise _Hostile("its array has no NumPy array state")
         version, shape, dtype, fortran, raw = self.state
         if not (version == 1 and isinstance(dtype, _Uint8) and fortran is False
@@ -179,7 +179,10 @@ class _ArrayState:
             raise _Hostile(f"its array state (shape {shape!r}, {type(raw).__name__} of "
                            f"{len(raw) if isinstance(raw, bytes) else '?'} bytes) is not a "
                            "uint8 array's")
-        return np.frombuffer(raw, dtype=np.uint8).reshape(shape)
+        # Checked: NumPy's own __setstate__ now builds the array, on the bytes (no copy).
+        array = np.ndarray((0,), np.uint8)
+        array.__setstate__((1, shape, np.dtype(np.uint8), False, raw))
+        return array
 
 
 def _reconstruct(subtype, shape, dtype) -> _ArrayState:
@@ -251,8 +254,7 @@ def _parse_batch(raw: bytes, label_mode: str) -> tuple[np.ndarray, np.ndarray]:
         raise _Hostile(f"its data {data.shape} is not CIFAR-100's layout (N, 3072), N >= 1")
     labels = _labels(batch, f"{label_mode}_labels".encode(), len(data),
                      100 if label_mode == "fine" else 20)
-    # One copy into the HWC order: contiguous and writable (the bytes it came from are not).
-    return np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)), labels
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
 class _CheckedTarInfo(tarfile.TarInfo):
