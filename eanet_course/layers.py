@@ -154,6 +154,7 @@ def double_normalization(logits):
     the ``1e-9`` rounded to 0, a NaN. ``bfloat16`` has ``float32``'s exponent range, so it
     computes in its own type (docs/design-notes.md gives the measurement).
     """
+    logits = ops.convert_to_tensor(logits)
     dtype = keras.backend.standardize_dtype(logits.dtype)
     if dtype == "float16":
         logits = ops.cast(logits, "float32")
