@@ -79,7 +79,7 @@ MEMBER_LIMITS: dict[str, int] = {"train": 161_280_000, "test": 32_256_000}
 #: Any other archive entry (``meta``, the folder itself) and any extended tar header (a long
 #: name, a pax header) may hold at most this many bytes.
 _SMALL_ENTRY_LIMIT = 1 << 20
-#: The most archive entries read while looking for ``train`` and ``test`` (CIFAR-100 has five).
+#: The most archive entries read while looking for ``train`` and ``test`` (CIFAR-100 has a few).
 _MAX_ENTRIES = 16
 #: The most pickle opcodes in one file, and the largest memo index. A CIFAR-100 pickle takes a
 #: few per image (a file name, its memo slot, two labels); 1,000,000 leaves room for 50,000

@@ -430,7 +430,7 @@ def plot_self_attention_rows(image, scores, patch_size: int, rows: Sequence[int]
 # --------------------------------------------------------------------------- training
 
 
-#: The largest CSVLogger file read (a line per epoch, about a hundred bytes each).
+#: The largest CSVLogger file read: it holds one short line per epoch.
 HISTORY_LIMIT = 10_000_000
 
 
