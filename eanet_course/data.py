@@ -172,7 +172,7 @@ class _ArrayState:
         if not isinstance(self.state, tuple) or len(self.state) != 5:
             raise _Hostile("its array has no NumPy array state")
         version, shape, dtype, fortran, raw = self.state
-        if not (version == 1 and isinstance(dtype, _Uint8) and fortran is False
+        if not (version == 1 and isinstance(dtype, _Uint8) and fortran in (False, 0)
                 and isinstance(raw, bytes) and isinstance(shape, tuple)
                 and all(type(n) is int and n >= 0 for n in shape)
                 and math.prod(shape) == len(raw)):
