@@ -152,13 +152,11 @@ def _check_rerun(run, validation, result):
     assert measured >= max(result.history["val_accuracy"]) - 1e-6
 
 
-class _Begun(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.epochs = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epochs.append(epoch)
+def _rerun(run):
+    """``train`` again on ``run``; returns its result and the epochs it began."""
+    begun = []
+    record = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: begun.append(epoch))
+    return training.train(TINY, logdir=run, verbose=0, callbacks=[record]), begun
 
 
 # case: the kill point; before: what the folder holds after the kill; rerun: the epochs it trains.
@@ -191,9 +189,8 @@ def test_kill_then_rerun(tmp_path, validation, point, before, reruns):
         assert k >= 1 and state["history"] == list(range(k))
         assert state["backups"][-1] == f"epoch-{k:04d}.weights.h5"
         reruns = list(range(k, 3))
-    begun = _Begun()
-    result = training.train(TINY, logdir=run, verbose=0, callbacks=[begun])
-    assert begun.epochs == reruns
+    result, begun = _rerun(run)
+    assert begun == reruns
     _check_rerun(run, validation, result)
 
 
@@ -252,9 +249,8 @@ def test_a_full_disk_while_writing_a_history_row(tmp_path, validation, monkeypat
     assert not text.endswith("\n")
     assert sorted(p.name for p in (run / "backup").glob("*.weights.h5")) == [
         "epoch-0001.weights.h5"]
-    begun = _Begun()
-    result = training.train(TINY, logdir=run, verbose=0, callbacks=[begun])
-    assert begun.epochs == [1, 2]
+    result, begun = _rerun(run)
+    assert begun == [1, 2]
     _check_rerun(run, validation, result)
 
 
@@ -262,10 +258,9 @@ def test_an_unreadable_backup_falls_back_then_names_what_to_delete(tmp_path, val
     run = tmp_path / "run"
     _killed(run, "after-fit")  # three epochs done; backups after epochs 2 and 3
     (run / "backup" / "epoch-0003.weights.h5").write_bytes(b"")  # an empty newest backup
-    begun = _Begun()
     with pytest.warns(UserWarning, match="epoch-0003.*trying the one before"):
-        result = training.train(TINY, logdir=run, verbose=0, callbacks=[begun])
-    assert begun.epochs == [2]  # resumed from the backup after epoch 2
+        result, begun = _rerun(run)
+    assert begun == [2]  # resumed from the backup after epoch 2
     _check_rerun(run, validation, result)
 
     (run / "metrics.json").unlink()  # unfinished again, and now no backup can be read
@@ -279,9 +274,8 @@ def test_an_unreadable_backup_falls_back_then_names_what_to_delete(tmp_path, val
     for path in (run / "backup").iterdir():  # do what the message says
         path.unlink()
     (run / "backup").rmdir()
-    begun = _Begun()
-    result = training.train(TINY, logdir=run, verbose=0, callbacks=[begun])
-    assert begun.epochs == [0, 1, 2]
+    result, begun = _rerun(run)
+    assert begun == [0, 1, 2]
     _check_rerun(run, validation, result)
 
 
