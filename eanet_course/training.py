@@ -365,10 +365,10 @@ def train(
         start = time.perf_counter()
         keras.utils.set_random_seed(config.seed)
         data = make_datasets(config)
+        backup = _Backup(run_dir / "backup")
         with strategy.scope() if strategy else contextlib.nullcontext():
             model = compile_model(build_eanet(config), config)
-        backup = _Backup(run_dir / "backup")
-        done = backup.restore(model)
+            done = backup.restore(model)  # builds the optimizer: its variables are mirrored too
         _reconcile_history(csv_path, done)
         threshold = None
         if best_path.exists():  # the best so far, measured, is what a new checkpoint must beat
