@@ -234,14 +234,19 @@ def _finished(run_dir: Path, epochs: int) -> dict | None:
         metrics = json.loads((run_dir / "metrics.json").read_text())
     except (OSError, ValueError):
         return None
-    done = metrics.get("epochs") if isinstance(metrics, dict) else None
+    if not isinstance(metrics, dict) or not {"epochs", "test", "wall_time_s"} <= metrics.keys():
+        return None
+    done = metrics["epochs"]
     if isinstance(done, int) and done >= epochs and (run_dir / "best.keras").is_file():
         return metrics
     return None
 
 
 def _load_best(path: Path) -> keras.Model:
-    """``best.keras``, or an error that says what to do with a file that cannot be read."""
+    """``best.keras``, or an error that says what to do when it is missing or unreadable."""
+    if not path.exists():
+        raise ValueError(f"{path} is missing although the backup covers every epoch; delete "
+                         f"{path.parent / 'backup'} to train the run again.")
     try:
         return keras.saving.load_model(path)
     except Exception as e:  # noqa: BLE001 - a damaged zip fails in many ways inside Keras
@@ -362,6 +367,8 @@ def train(
                                finished["test"], run_dir, finished["wall_time_s"],
                                finished["epochs"], already_finished=True)
         _remove_leftovers(run_dir)
+        # From here the folder changes: it is unfinished until a new metrics.json is written.
+        (run_dir / "metrics.json").unlink(missing_ok=True)
         start = time.perf_counter()
         keras.utils.set_random_seed(config.seed)
         data = make_datasets(config)
@@ -370,11 +377,11 @@ def train(
             model = compile_model(build_eanet(config), config)
             done = backup.restore(model)  # builds the optimizer: its variables are mirrored too
         _reconcile_history(csv_path, done)
-        threshold = None
-        if best_path.exists():  # the best so far, measured, is what a new checkpoint must beat
-            threshold = _load_best(best_path).evaluate(
-                data.validation, verbose=0, return_dict=True)["accuracy"]
         if done < epochs:
+            threshold = None
+            if best_path.exists():  # the best so far, measured, is what a new one must beat
+                threshold = _load_best(best_path).evaluate(
+                    data.validation, verbose=0, return_dict=True)["accuracy"]
             model.fit(
                 data.train,
                 validation_data=data.validation,
