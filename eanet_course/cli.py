@@ -18,6 +18,9 @@ from eanet_course.config import DATASETS, PROFILES
 
 __all__ = ["main"]
 
+# eanet_course.training.STRATEGIES, spelt out so that --help needs no TensorFlow (a test checks).
+_STRATEGIES = ("none", "mirrored", "multiworker")
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -31,24 +34,34 @@ def _positive_int(text: str) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from eanet_course.config import get_profile
-    from eanet_course.training import train
+    from eanet_course.training import make_strategy, train
 
+    # First: TensorFlow reads logical devices and $TF_CONFIG when it starts.
+    strategy = make_strategy(args.strategy, args.replicas)
     config = get_profile(args.profile)
     if args.dataset:
         config = config.replace(dataset=args.dataset)
     if args.seed is not None:
         config = config.replace(seed=args.seed)
+    spread = (f", {strategy.num_replicas_in_sync} replicas with --strategy {args.strategy}"
+              if strategy else "")
     print(f"Training EANet on {config.dataset} ({config.num_patches} patches, "
-          f"{config.num_blocks} blocks, {args.epochs or config.epochs} epochs).")
+          f"{config.num_blocks} blocks, {args.epochs or config.epochs} epochs{spread}).")
     try:
-        result = train(config, logdir=args.logdir, epochs=args.epochs)
+        result = train(config, logdir=args.logdir, epochs=args.epochs, strategy=strategy)
     except KeyboardInterrupt:
         print("\nInterrupted. Run the same command again to resume from the last finished epoch.")
         return 130
     metrics = result.test_metrics
+    if result.already_finished:
+        done = result.resumed_from
+        print(f"{result.run_dir} holds a finished run of {done} epoch{'s' * (done != 1)}; "
+              "nothing changed. Pass a larger --epochs to train it on.")
+    elif result.resumed_from:
+        print(f"Resumed after epoch {result.resumed_from}.")
     print(f"\nTest accuracy {metrics['accuracy']:.4f}, top-5 {metrics['top5_accuracy']:.4f}, "
           f"loss {metrics['loss']:.4f} (best checkpoint), in {result.wall_time_s:.1f} s.")
-    print(f"Wrote {result.run_dir}/: best.keras, history.csv, metrics.json, tensorboard/")
+    print(f"Run folder {result.run_dir}/: best.keras, history.csv, metrics.json, tensorboard/")
     print(f"Watch it: tensorboard --logdir {result.run_dir / 'tensorboard'}")
     return 0
 
@@ -124,13 +137,22 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train EANet with a profile's recipe",
-                                description="Train EANet; run again to resume an interrupted run.")
+                                description="Train EANet. Run again to resume an interrupted run; a "
+                                            "finished run is reported, not retrained; a larger "
+                                            "--epochs trains it on.")
     train.add_argument("--profile", choices=sorted(PROFILES),
                        help="recipe and data (default: $EANET_PROFILE, else laptop)")
     train.add_argument("--dataset", choices=sorted(DATASETS), help="override the data set")
     train.add_argument("--epochs", type=_positive_int, help="override the number of epochs")
     train.add_argument("--logdir", help="run folder (default: under $EANET_HOME/runs)")
     train.add_argument("--seed", type=int, help="override the seed")
+    train.add_argument("--strategy", choices=_STRATEGIES, default="none",
+                       help="none: one device; mirrored: every local GPU, or without a GPU the "
+                            "CPU split into logical devices; multiworker: this process is one "
+                            "worker of the cluster in $TF_CONFIG (start one per worker)")
+    train.add_argument("--replicas", type=_positive_int,
+                       help="with --strategy mirrored: how many GPUs (default: all), or how many "
+                            "logical CPUs without a GPU (default 2)")
     train.set_defaults(handler=_train)
 
     bench = commands.add_parser("bench", help="benchmarks (timings, not tests)",

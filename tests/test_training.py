@@ -1,14 +1,11 @@
-"""train(): an end-to-end tiny run, resuming after an interruption, load_or_train, distribution."""
+"""train(): an end-to-end tiny run, a finished run left alone, training on, resuming, refusals."""
 
 from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
+import filelock
 import keras
 import pytest
 
@@ -25,16 +22,25 @@ def _csv_epochs(run_dir):
         return [int(row["epoch"]) for row in csv.DictReader(f)]
 
 
+def _snapshot(run_dir):
+    """Every file of a run folder with its bytes and modification time (the lock aside)."""
+    return {p.relative_to(run_dir): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != ".lock"}
+
+
 def test_train_end_to_end(tmp_path):
     result = training.train(TINY, logdir=tmp_path / "run", verbose=0)
     run = result.run_dir
     assert run == tmp_path / "run"
-    for name in ("best.keras", "history.csv", "metrics.json"):
+    for name in ("best.keras", "history.csv", "metrics.json", "config.json"):
         assert (run / name).is_file(), name
     assert list((run / "tensorboard").rglob("events.out.tfevents.*"))
-    assert not (run / "backup").exists()  # a finished run leaves no backup behind
+    # The last two epochs' states stay, so that a larger `epochs` can train on.
+    assert sorted(p.name for p in (run / "backup").iterdir()) == [
+        "epoch-0001.weights.h5", "epoch-0002.weights.h5"]
     assert not (run / ".partial-best.keras").exists()  # every checkpoint was moved into place
     assert len(result.history["loss"]) == 2 and len(result.history["val_accuracy"]) == 2
+    assert result.resumed_from == 0 and not result.already_finished
     assert set(result.test_metrics) == {"loss", "accuracy", "top5_accuracy"}
     assert result.test_metrics["top5_accuracy"] >= result.test_metrics["accuracy"] > 0.15
     saved = json.loads((run / "metrics.json").read_text())
@@ -43,6 +49,27 @@ def test_train_end_to_end(tmp_path):
     # The returned model is best.keras: the same test accuracy again.
     again = result.model.evaluate(make_datasets(TINY).test, verbose=0, return_dict=True)
     assert again["accuracy"] == pytest.approx(result.test_metrics["accuracy"])
+
+    # A rerun of the finished run reports it and changes nothing: no fit, not one byte.
+    before = _snapshot(run)
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keras.Model, "fit", no_fit)
+        rerun = training.train(TINY, logdir=run, verbose=0)
+        fewer = training.train(TINY, logdir=run, epochs=1, verbose=0)
+    assert rerun.already_finished and fewer.already_finished and rerun.resumed_from == 2
+    assert rerun.test_metrics == result.test_metrics and rerun.history == result.history
+    assert _snapshot(run) == before
+
+    # A larger `epochs` trains on from the last backup: one more epoch, logged once.
+    begun = _Begun()
+    more = training.train(TINY, logdir=run, epochs=3, verbose=0, callbacks=[begun])
+    assert begun.epochs == [2] and more.resumed_from == 2 and not more.already_finished
+    assert _csv_epochs(run) == [0, 1, 2]
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 3
 
 
 class _Interrupt(keras.callbacks.Callback):
@@ -74,30 +101,41 @@ def test_interrupted_run_resumes_at_next_epoch(tmp_path):
     result = training.train(TINY, logdir=run, epochs=4, verbose=0, callbacks=[begun])
     assert begun.epochs == [2, 3]
     assert _csv_epochs(run) == [0, 1, 2, 3]
-    assert len(result.history["loss"]) == 4
-    assert not (run / "backup").exists()
+    assert len(result.history["loss"]) == 4 and result.resumed_from == 2
 
 
-def test_a_checkpoint_interrupted_mid_save_leaves_best_keras_whole(tmp_path, monkeypatch):
+def test_bad_arguments_are_refused_before_any_folder_exists(tmp_path):
+    run = tmp_path / "new"
+    for kwargs, message in [({"epochs": 0}, "positive integer"), ({"epochs": 2.0}, "positive"),
+                            ({"strategy": "mirrored"}, "make_strategy"),
+                            ({"callbacks": [print]}, "Callback"), ({"verbose": 3}, "verbose")]:
+        with pytest.raises(ValueError, match=message):
+            training.train(TINY, logdir=run, **kwargs)
+    with pytest.raises(ValueError, match="EANetConfig"):
+        training.train({"epochs": 1}, logdir=run)
+    assert not run.exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="is a file"):
+        training.train(TINY, logdir=tmp_path / "file")
+
+
+def test_a_folder_of_another_config_is_refused(tmp_path):
     run = tmp_path / "run"
-    training.train(TINY, logdir=run, epochs=1, verbose=0)
-    before = (run / "best.keras").read_bytes()
-
-    def save_then_die(model, filepath, *args, **kwargs):
-        with open(filepath, "wb") as f:
-            f.write(b"PK half a zip")
-        raise KeyboardInterrupt("killed while saving")
-
-    monkeypatch.setattr(keras.Model, "save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        training.train(TINY.replace(seed=1), logdir=run, epochs=1, verbose=0)
-    assert (run / "best.keras").read_bytes() == before
-    keras.saving.load_model(run / "best.keras")
+    training.train(TINY.replace(epochs=1), logdir=run, verbose=0)
+    before = _snapshot(run)
+    with pytest.raises(ValueError, match="another config.*seed"):
+        training.train(TINY.replace(seed=1), logdir=run, verbose=0)
+    assert _snapshot(run) == before
 
 
-def test_bad_epochs_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="positive integer"):
-        training.train(TINY, logdir=tmp_path, epochs=0)
+def test_a_busy_folder_is_refused_at_once(tmp_path):
+    """The lock a running training holds: here the test holds it, in another file handle."""
+    run = tmp_path / "run"
+    run.mkdir()
+    with filelock.FileLock(run / ".lock", timeout=0):
+        with pytest.raises(training.RunFolderBusy, match="busy.*another logdir"):
+            training.train(TINY, logdir=run, verbose=0)
+    assert sorted(p.name for p in run.iterdir()) == [".lock"]
 
 
 def test_load_or_train_trains_once_then_loads(monkeypatch, tmp_path):
@@ -107,37 +145,26 @@ def test_load_or_train_trains_once_then_loads(monkeypatch, tmp_path):
     assert (training.default_run_dir(config) / "best.keras").is_file()
     assert training.default_run_dir(config).is_relative_to(tmp_path)
 
-    def no_training(*args, **kwargs):
+    def no_fit(*args, **kwargs):
         raise AssertionError("load_or_train trained again")
 
-    monkeypatch.setattr(training, "train", no_training)
+    monkeypatch.setattr(keras.Model, "fit", no_fit)
     second = training.load_or_train(config)
     assert [w.shape for w in second.weights] == [w.shape for w in first.weights]
     assert training.default_run_dir(config) != training.default_run_dir(config.replace(seed=1))
 
 
-DISTRIBUTED = textwrap.dedent("""
-    import json, sys
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from eanet_course.config import get_profile
-    from eanet_course.training import train
-    config = get_profile("ci").replace(embed_dim=16, mlp_dim=16, num_heads=2, num_blocks=1,
-                                       batch_size=128, epochs=1)
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    result = train(config, logdir=sys.argv[1], strategy=strategy, verbose=0)
-    print(json.dumps({"replicas": strategy.num_replicas_in_sync, **result.test_metrics}))
-""")
-
-
-def test_train_under_mirrored_strategy_on_two_logical_cpus(tmp_path):
-    """Logical devices must be set before TensorFlow starts, hence a fresh process."""
-    done = subprocess.run([sys.executable, "-c", DISTRIBUTED, str(tmp_path / "run")],
-                          capture_output=True, text=True, timeout=300, env=os.environ.copy())
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert out["replicas"] == 2
-    assert 0.0 <= out["accuracy"] <= 1.0 and out["loss"] > 0
-    assert (tmp_path / "run" / "best.keras").is_file()
+def test_make_strategy_refuses_bad_names_and_settings(monkeypatch):
+    assert training.make_strategy("none") is None
+    with pytest.raises(ValueError, match="choose one of"):
+        training.make_strategy("horovod")
+    with pytest.raises(ValueError, match="mirrored"):
+        training.make_strategy("none", replicas=2)
+    with pytest.raises(ValueError, match="positive integer"):
+        training.make_strategy("mirrored", replicas=0)
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="TF_CONFIG"):
+        training.make_strategy("multiworker")
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        training.make_strategy("multiworker")
