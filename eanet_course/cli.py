@@ -1,4 +1,4 @@
-"""``python -m eanet_course {train,bench,exercises,doctor}``: the course from a terminal.
+"""``python -m eanet_course {train,bench,exercises,doctor,ablation}``: the course from a terminal.
 
 Each command imports what it needs when it runs, so ``--help`` answers at once. Errors the
 package raises on purpose (bad values, missing files, no network) print one ``error:`` line
@@ -131,6 +131,30 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- ablation (the 2x2 clipping x weight-decay ablation, notebook 07) -------------------------
+def _ablation(args: argparse.Namespace) -> int:
+    from eanet_course.ablation import run
+    from eanet_course.config import get_profile
+
+    run(get_profile(args.profile), epochs=args.epochs, out_dir=args.out)
+    return 0
+
+
+def _add_ablation(commands) -> None:
+    ablation = commands.add_parser(
+        "ablation", help="the 2x2 ablation: clipping augmentation x weight decay",
+        description="Train four EANets (the Keras 3 port's augmentation or the course's, weight "
+                    "decay 1e-4 or the 2021 recipe's) and print their test top-1/top-5 beside "
+                    "the published numbers. A GPU is recommended for --profile paper.")
+    ablation.add_argument("--profile", choices=sorted(PROFILES),
+                          help="model, data and budget (default: $EANET_PROFILE, else laptop)")
+    ablation.add_argument("--epochs", type=_positive_int, help="override the number of epochs")
+    ablation.add_argument("--out", metavar="DIR",
+                          help="the runs' folder (default: under $EANET_HOME/ablation)")
+    ablation.set_defaults(handler=_ablation)
+# -- end ablation ------------------------------------------------------------------------------
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m eanet_course", description="The EANet course from the command line.")
@@ -174,6 +198,7 @@ def _parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", help="check the environment and say what to fix",
                                  description="Versions, GPU, data cache, widget support.")
     doctor.set_defaults(handler=_doctor)
+    _add_ablation(commands)
     return parser
 
 
