@@ -100,19 +100,19 @@ def test_every_checker_reports_its_stub_as_not_implemented(notebook, name, check
 # A checker never raises, whatever the learner hands it, and leaves the session as it was.
 
 
-def raises_value_error(*args):
+def raises_value_error(*args, **kwargs):
     raise ValueError("shapes (3,4) and (5,4) not aligned")
 
 
-def returns_none(*args):
+def returns_none(*args, **kwargs):
     return None
 
 
-def returns_text(*args):
+def returns_text(*args, **kwargs):
     return "attention"
 
 
-def returns_nan(*args):
+def returns_nan(*args, **kwargs):
     return np.full((2, 3), np.nan)
 
 
