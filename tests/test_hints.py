@@ -168,3 +168,39 @@ def test_a_hint_shows_itself_and_points_to_the_next_level():
 def test_a_wrong_hint_request_names_the_choices(args, words):
     with pytest.raises(ValueError, match=words):
         checks.hint(*args)
+
+
+# ----------------------------------------------------------------------------------------------
+# The conventions the generators rely on (see the solution-notebook conventions).
+
+
+def test_there_is_one_exercise_per_notebook():
+    assert [p.stem[:2] for p in SOLUTIONS] == [f"{i:02d}" for i in range(11)]
+    notebooks = {p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+    assert {p.stem for p in SOLUTIONS} >= notebooks, "a notebook has no exercise"
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_every_solution_follows_the_cell_conventions(path):
+    cells = nbformat.read(path, as_version=4).cells
+    assert cells[0].source.startswith(f"# Exercise {path.stem[:2]} · ")
+    assert f"(../notebooks/{path.stem}.ipynb)" in cells[0].source
+    assert all(cell.get("id") for cell in cells)
+    assert len({cell["id"] for cell in cells}) == len(cells)
+    headings = [line for c in cells if c.cell_type == "markdown"
+                for line in c.source.splitlines() if line.startswith("#")]
+    for tier in ("★ Build", "★★ Predict", "★★★ Explore"):
+        assert any(re.match(rf"#+ {tier}:", h) for h in headings), f"{path.name}: no {tier}"
+    for index, cell in enumerate(cells):
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None
+        if cell.source.startswith("**Your prediction:**"):
+            # question before, then the cell to run, then the answer, folded
+            assert cells[index - 1].source.startswith("## ★★ Predict")
+            assert cells[index + 1].cell_type == "code"
+            assert cells[index + 2].source.startswith("<details><summary>Answer</summary>")
+            assert cells[index + 2].source.rstrip().endswith("</details>")
+    assert sum(c.source.startswith("**Your prediction:**") for c in cells) == sum(
+        h.startswith("## ★★ Predict") for h in headings)
+    assert sum(c.source.startswith("**Your findings:**") for c in cells) == sum(
+        h.startswith("## ★★★ Explore") for h in headings)

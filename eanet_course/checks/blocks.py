@@ -86,10 +86,10 @@ def _block(x, p, *, epsilon=1e-5, activation="gelu", variant="right") -> np.ndar
     if variant == "residual from the normed input":
         y = ln(x) + attend(ln(x))
         return ln(y) + mlp(ln(y))
-    y = attend(ln(x)) if variant == "no attention residual" else x + attend(ln(x))
+    y = attend(ln(x)) if variant in ("no attention residual", "no residuals") else x + attend(ln(x))
     if variant == "MLP reads x":
         return y + mlp(ln(x))
-    if variant == "no MLP residual":
+    if variant in ("no MLP residual", "no residuals"):
         return mlp(ln(y))
     return y + mlp(ln(y))
 
@@ -105,6 +105,8 @@ BLOCK_VARIANTS = {
     "attention's output to its input.": {"variant": "no attention residual"},
     "the MLP's residual connection is missing: the block's second half adds the MLP's output "
     "to its input.": {"variant": "no MLP residual"},
+    "both residual connections are missing: each half adds its branch's output to its own "
+    "input.": {"variant": "no residuals"},
     "the MLP reads the block's input x; it should read y, the stream after the attention's "
     "residual.": {"variant": "MLP reads x"},
     "the MLP's activation is ReLU, not GELU.": {"activation": "relu"},
@@ -513,7 +515,14 @@ def _check_serialization(cls, layer, x, got, what: str) -> None:
         raise Mistake(f"{what}.get_config() lacks {missing}: it must return every constructor "
                       "argument (merged with super().get_config()), so that from_config can "
                       "rebuild the layer.")
-    clone = call(lambda: cls.from_config(config), what=f"{cls.__name__}.from_config(config)")
+    try:
+        clone = call(lambda: cls.from_config(config), what=f"{cls.__name__}.from_config(config)")
+    except Mistake as error:
+        if "unexpected keyword argument" not in str(error):
+            raise
+        raise Mistake(f"{error}\nfrom_config also passes the base layer's arguments (name, "
+                      "trainable, dtype...): the constructor must accept **kwargs and hand them "
+                      "to the base class.") from None
     if [tuple(w.shape) for w in clone.weights] not in ([], [tuple(w.shape) for w in layer.weights]):
         raise Mistake(f"{cls.__name__}.from_config({what}.get_config()) made a different layer.")
     if not keras.saving.get_registered_object(keras.saving.get_registered_name(cls)):

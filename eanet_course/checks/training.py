@@ -83,11 +83,12 @@ def check_learning_rate_schedule(fn: Callable) -> str:
             except Mistake:
                 works_with_int = False
             if works_with_int:
+                last = [line for line in str(error).splitlines() if line.strip()][-1].strip()
                 raise Mistake(f"Called with {what}, your schedule works with a Python int step "
-                              "but fails when the optimizer asks: the step is then a tensor "
-                              "inside a compiled tf.function, where Python's math functions "
-                              "and `if` on the step do not work. Use tensor operations "
-                              f"(keras.ops) on the step.\n{error}") from None
+                              "but fails when the optimizer asks: the step is then an int64 "
+                              "tensor inside a compiled tf.function. Cast it to a float before "
+                              "any arithmetic, and use tensor operations (keras.ops) on it, not "
+                              f"Python's math functions.\nThe error: {last}") from None
             raise
         expected = _warmup_cosine(peak, total, warmup, steps)
         atol = 1e-4 * peak
