@@ -594,6 +594,10 @@ def block_mlp_reads_x(x, d, mlp, heads, c):
     return _block(x, d, mlp, heads, c, mlp_reads_x=True)
 
 
+def block_no_residuals(x, d, mlp, heads, c):
+    return _block(x, d, mlp, heads, c, res1=False, res2=False)
+
+
 def block_post_norm(x, d, mlp, heads, c):
     y = layers.LayerNormalization(epsilon=1e-5)(x + ExternalAttention(d, heads, c)(x))
     h = layers.Dense(mlp, activation="gelu")(y)
@@ -695,6 +699,21 @@ class PythonMathSchedule(WarmupCosine):
             return self.peak * step / self.warmup
         return 0.5 * self.peak * (1 + math.cos(math.pi * (step - self.warmup)
                                                / (self.total - self.warmup)))
+
+
+class IfSchedule(WarmupCosine):
+    """Right: an `if` on the tensor step, which tf.function's autograph turns into a cond."""
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        if step < self.warmup:
+            return self.peak * step / self.warmup
+        return 0.5 * self.peak * (1 + tf.cos(math.pi * (step - self.warmup)
+                                             / (self.total - self.warmup)))
+
+
+def schedule_autograph_if(peak, total, warmup):
+    return IfSchedule(peak, total, warmup)
 
 
 def schedule_python_math(peak, total, warmup):
@@ -1034,6 +1053,7 @@ BANK = [
     (C.check_transformer_block, block_no_activation, False, "no activation"),
     (C.check_transformer_block, block_no_first_residual, False, "attention's residual"),
     (C.check_transformer_block, block_no_second_residual, False, "MLP's residual"),
+    (C.check_transformer_block, block_no_residuals, False, "both residual connections"),
     (C.check_transformer_block, block_mlp_reads_x, False, "MLP reads the block's input"),
     (C.check_transformer_block, block_post_norm, False, "post-norm"),
     (C.check_transformer_block, block_missing_norm, False, "1 LayerNormalization"),
@@ -1050,6 +1070,7 @@ BANK = [
     (C.check_parameter_count, count_true_division, False, "not a whole number"),
     (C.check_learning_rate_schedule, schedule_keras, True, None),
     (C.check_learning_rate_schedule, schedule_subclass, True, None),
+    (C.check_learning_rate_schedule, schedule_autograph_if, True, None),
     (C.check_learning_rate_schedule, schedule_python_math, False, "inside a compiled"),
     (C.check_learning_rate_schedule, schedule_no_warmup, False, "no warm-up"),
     (C.check_learning_rate_schedule, schedule_decay_steps_total, False, "cosine's length"),

@@ -33,9 +33,7 @@ def _layer_norm(x: np.ndarray, gamma, beta, epsilon: float) -> np.ndarray:
 def _gelu(x: np.ndarray, approximate: bool = False) -> np.ndarray:
     if approximate:
         return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
-    from scipy.special import erf
-
-    return 0.5 * x * (1 + erf(x / math.sqrt(2)))
+    return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
 
 
 ACTIVATIONS = {"gelu": _gelu, "gelu (tanh approximation)": lambda x: _gelu(x, True),
