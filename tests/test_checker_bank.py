@@ -51,6 +51,13 @@ def std_own_test_stats(train, test):
     return std_numpy(train, test)[0], std_numpy(test, train)[0]
 
 
+def std_per_image(train, test):
+    def one(images):
+        return ((images - images.mean(axis=(1, 2), keepdims=True))
+                / images.std(axis=(1, 2), keepdims=True))
+    return one(train), one(test)
+
+
 def std_no_divide(train, test):
     mean = train.mean(axis=(0, 1, 2))
     return train - mean, test - mean
@@ -664,6 +671,10 @@ def count_no_biases(config):
             + config.num_blocks * block + d * config.num_classes)
 
 
+def count_norms_as_one_vector(config):
+    return _count(config) - config.num_blocks * 2 * config.embed_dim
+
+
 def count_true_division(config):
     return _count(config) + 0.5
 
@@ -851,6 +862,10 @@ def top_ascending(attention, k):
     return np.argsort(attention.sum(axis=0))[-k:]
 
 
+def top_index_order(attention, k):
+    return np.sort(np.argsort(-attention.sum(axis=0))[:k])
+
+
 def top_rows(attention, k):
     return np.argsort(-attention.sum(axis=1))[:k]
 
@@ -874,6 +889,10 @@ def slope_linear(ns, costs):
 
 def slope_endpoints(ns, costs):
     return (math.log(costs[-1]) - math.log(costs[0])) / (math.log(ns[-1]) - math.log(ns[0]))
+
+
+def slope_intercept(ns, costs):
+    return np.polyfit(np.log(ns), np.log(costs), 1)[1]
 
 
 def slope_both_coefficients(ns, costs):
@@ -970,6 +989,7 @@ BANK = [
     (C.check_standardize, std_whole_array, False, "whole array"),
     (C.check_standardize, std_own_test_stats, False, "own statistics"),
     (C.check_standardize, std_no_divide, False, "standard deviation is missing"),
+    (C.check_standardize, std_per_image, False, "its own statistics"),
     (C.check_standardize, std_uint8_result, False, None),
     (C.check_extract_patches, patches_numpy, True, None),
     (C.check_extract_patches, patches_loops, True, None),
@@ -1068,6 +1088,7 @@ BANK = [
     (C.check_parameter_count, count_ignores_memory_units, False, "memory_units ignored"),
     (C.check_parameter_count, count_no_biases, False, "biases are not counted"),
     (C.check_parameter_count, count_true_division, False, "not a whole number"),
+    (C.check_parameter_count, count_norms_as_one_vector, False, "one vector of embed_dim"),
     (C.check_learning_rate_schedule, schedule_keras, True, None),
     (C.check_learning_rate_schedule, schedule_subclass, True, None),
     (C.check_learning_rate_schedule, schedule_autograph_if, True, None),
@@ -1093,12 +1114,14 @@ BANK = [
     (C.check_top_units, top_list, True, None),
     (C.check_top_units, top_ascending, False, "reversed"),
     (C.check_top_units, top_rows, False, "ranks patches"),
+    (C.check_top_units, top_index_order, False, "sorted by index"),
     (C.check_top_units, top_max, False, "largest single score"),
     (C.check_fit_slope, slope_polyfit, True, None),
     (C.check_fit_slope, slope_log10_lstsq, True, None),
     (C.check_fit_slope, slope_linear, False, "raw numbers"),
     (C.check_fit_slope, slope_endpoints, False, "first and last"),
     (C.check_fit_slope, slope_both_coefficients, False, "two numbers"),
+    (C.check_fit_slope, slope_intercept, False, "intercept"),
     (C.check_sinkhorn, sinkhorn_right, True, None),
     (C.check_sinkhorn, sinkhorn_log_domain, True, None),
     (C.check_sinkhorn, sinkhorn_rows_first, False, "start with the rows"),

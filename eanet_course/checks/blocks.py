@@ -323,6 +323,8 @@ def _model_parts(config) -> tuple[int, dict[str, int]]:
         "the LayerNormalizations are not counted (each has a scale and an offset per channel, "
         "two per block)": sum(n for path, n in weights.items()
                               if path.endswith(("/gamma", "/beta"))),
+        "each LayerNormalization is counted with one vector of embed_dim; it has two (a scale "
+        "and an offset)": k * 2 * d,
         "the classifier is not counted": model.get_layer("classifier").count_params(),
         f"one block counted instead of num_blocks={k}": (k - 1) * blocks[0].count_params(),
         "memory_units ignored: S is config.memory_units when it is set (the example's default "

@@ -55,6 +55,10 @@ def check_standardize(fn: Callable) -> str:
             "set's may be used.": _standardize(f_train, f_test, source="both"),
             "the statistics are per pixel (over the images only); they should be per channel, "
             "over every image and position.": _standardize(f_train, f_test, axes=(0,)),
+            "each image is standardized with its own statistics; the shift and scale are per "
+            "channel, computed once over the whole training set.":
+                (_standardize(f_train, f_train, axes=(1, 2))[0],
+                 _standardize(f_test, f_test, axes=(1, 2))[0]),
             "the division by the standard deviation is missing.":
                 _standardize(f_train, f_test, divide=False),
         }
@@ -113,6 +117,8 @@ def check_top_units(fn: Callable) -> str:
         compare(got, expected.astype(np.float64), "units", what, {
             "the order is reversed: largest total first.":
                 np.argsort(totals)[-k:].astype(np.float64),
+            "the right units in the wrong order: yours are sorted by index; they should come "
+            "largest total first.": np.sort(expected).astype(np.float64),
             "the smallest units: yours picks the units with the least attention.":
                 np.argsort(totals)[:k].astype(np.float64),
             "yours ranks the units by their largest single score (column maximum), not by "
@@ -153,6 +159,8 @@ def check_fit_slope(fn: Callable) -> str:
                 np.array(np.polyfit(log_n, costs, 1)[0]),
             "the axes are swapped: the slope of log n against log cost is about 1/k.":
                 np.array(np.polyfit(log_c, log_n, 1)[0]),
+            "that is the line's intercept, not its slope.":
+                np.array(np.polyfit(log_n, log_c, 1)[1]),
             "the slope uses only the first and last points: a least-squares fit uses them all.":
                 np.array((log_c[-1] - log_c[0]) / (log_n[-1] - log_n[0])),
         }, rtol=1e-6, atol=1e-9)
