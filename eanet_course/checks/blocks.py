@@ -465,7 +465,7 @@ def _layer_variants(x, weights, heads) -> dict[str, np.ndarray]:
 
 
 @checker("external_attention_layer", limit_factor=3.0)
-def check_external_attention_layer(cls) -> str:
+def check_external_attention_layer(cls: type) -> str:
     """Check a Keras layer class ``cls(embed_dim, num_heads, dim_coefficient,
     memory_units=None)`` against :class:`eanet_course.layers.ExternalAttention`.
 
