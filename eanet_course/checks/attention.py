@@ -1,0 +1,307 @@
+"""Checkers for the NumPy exercises 01 to 05: patches, attention, normalization, heads.
+
+Inputs are chosen so that near misses fail: images with fractional and negative values (a
+``uint8`` cast shows), logits with offsets of hundreds that differ from one row or column to the
+next (an exponential without the right maximum subtracted overflows or underflows), two draws of
+every shape plus one never seen before (a result cached by shape, or hard-coded, shows).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from eanet_course import reference as ref
+from eanet_course.checks._core import (
+    Mistake, call, checker, close, compare, fresh_rng, pair, to_array,
+)
+
+#: Tolerances for inputs with logits in the hundreds: float32 keeps ~7 digits of 1000.
+LARGE_RTOL, LARGE_ATOL = 2e-3, 1e-5
+
+UNSTABLE = ("the exponential overflows: with logits near {shift:.0f}, exp gives inf and inf/inf "
+            "is NaN. A stable softmax subtracts the largest logit along the softmax's own axis "
+            "before the exponential (it cancels in the division).")
+GLOBAL_MAX = ("one maximum for the whole array is not enough: here some rows or columns lie "
+              "hundreds below others, their exponentials all underflow to 0, and 0/0 is NaN. "
+              "Subtract the maximum along the softmax's own axis, one per row or column.")
+
+
+def _cases(rng: np.random.Generator, shapes: list) -> list:
+    """Each shape twice (fresh values), then the first shape once more from an unseeded
+    generator: a function that caches results by shape, or returns stored numbers, fails."""
+    return [s for s in shapes for _ in range(2)] + [("fresh", shapes[0])]
+
+
+def _draw(rng: np.random.Generator, case) -> tuple[np.random.Generator, object]:
+    if isinstance(case, tuple) and case and case[0] == "fresh":
+        return fresh_rng(), case[1]
+    return rng, case
+
+
+# ----------------------------------------------------------------------------------------------
+# 01 patches
+
+
+def _patch_mistakes(images: np.ndarray, p: int) -> dict[str, np.ndarray]:
+    b, h, w, c = images.shape
+    grid = images.reshape(b, h // p, p, w // p, p, c)  # (B, rows, P, cols, P, C)
+
+    def flat(axes):
+        return grid.transpose(axes).reshape(b, (h // p) * (w // p), p * p * c)
+
+    return {
+        "patches in the wrong order: yours run column by column over the image; they should "
+        "run row by row, like reading text.": flat((0, 3, 1, 2, 4, 5)),
+        "channels interleaved wrongly: inside each of your patches the values come channel "
+        "plane by channel plane. Each pixel should keep its C channels together.":
+            flat((0, 1, 3, 5, 2, 4)),
+        "pixels in the wrong order inside a patch: yours run column by column; they should run "
+        "row by row.": flat((0, 1, 3, 4, 2, 5)),
+        "each patch is transposed and the patches run column by column.":
+            flat((0, 3, 1, 4, 2, 5)),
+        "a plain reshape of the image: each of your 'patches' is a strip of consecutive pixels "
+        "of one image row, not a P x P square.": images.reshape(b, (h // p) * (w // p), p * p * c),
+    }
+
+
+@checker("extract_patches")
+def check_extract_patches(fn: Callable) -> str:
+    """Check ``fn(images (B, H, W, C), patch_size) -> (B, N, P*P*C)``."""
+    rng = np.random.default_rng(1)
+    cases = _cases(rng, [((2, 8, 8, 3), 2), ((1, 12, 8, 2), 4), ((3, 6, 9, 3), 3)])
+    for case in cases:
+        gen, (shape, p) = _draw(rng, case)
+        # Normalized images: fractional and negative values, some beyond 255.
+        images = gen.normal(scale=80.0, size=shape)
+        what = f"float images of shape {shape} and patch_size={p}"
+        got = to_array(call(fn, images, p, what=what), "patches", what)
+        expected = ref.extract_patches(images, p)
+        if not close(got, expected) and got.size and np.all(got == np.round(got)):
+            raise Mistake(f"Called with {what}, every value you return is a whole number, but "
+                          "the images here are floats, negative and fractional values included. "
+                          "Likely mistake: the values were rounded or cast to integers (uint8?); "
+                          "keep the input's values as they are.")
+        compare(got, expected, "patches", what, _patch_mistakes(images, p))
+    return f"Same patches as the reference on {len(cases)} random float batches of 3 shapes."
+
+
+# ----------------------------------------------------------------------------------------------
+# 02 scaled dot-product attention
+
+
+def _row_offsets(gen, q, k, spread: float) -> tuple[np.ndarray, np.ndarray]:
+    """q and k whose logits get one large offset per query row (each key sees it equally):
+    the softmax over the keys cancels it, but an exponential of it overflows."""
+    q, k = q.copy(), k.copy()
+    d_k = q.shape[-1]
+    q[..., 0] = gen.uniform(-spread, spread, size=q.shape[:-1]) + spread / 2
+    k[..., 0] = math.sqrt(d_k)  # logits += q[..., 0] for every key
+    return q, k
+
+
+@checker("scaled_dot_product_attention")
+def check_scaled_dot_product_attention(fn: Callable) -> str:
+    """Check ``fn(q (..., Nq, dk), k (..., Nk, dk), v (..., Nk, dv)) -> (output, weights)``."""
+    rng = np.random.default_rng(2)
+    shapes = [((5, 4), (7, 4), (7, 3)), ((2, 6, 8), (2, 6, 8), (2, 6, 5)),
+              ((2, 3, 4, 6), (2, 3, 5, 6), (2, 3, 5, 2))]
+    cases = [(s, 0.0) for s in _cases(rng, shapes)] + [(shapes[1], 1600.0)]
+    for case, spread in cases:
+        gen, case_shapes = _draw(rng, case)
+        q, k, v = (2.0 * gen.normal(size=s) for s in case_shapes)
+        what = "q, k, v of shapes " + ", ".join(map(str, case_shapes))
+        tolerances = {}
+        if spread:
+            q, k = _row_offsets(gen, q, k, spread)
+            what += f" (logits up to {spread * 1.5:.0f}, a different offset per query)"
+            tolerances = {"rtol": LARGE_RTOL, "atol": LARGE_ATOL}
+        out, weights = pair(call(fn, q, k, v, what=what), ("output", "weights"), what)
+        logits = q @ np.swapaxes(k, -1, -2)
+        d_k = q.shape[-1]
+        expected_out, expected_weights = ref.scaled_dot_product_attention(q, k, v)
+        compare(weights, expected_weights, "weights", what, {
+            "the scale factor is missing: the logits Q K^T must be divided by sqrt(d_k) before "
+            "the softmax.": ref.softmax(logits, axis=-1),
+            "the wrong scale factor: yours divides by d_k; the scale is sqrt(d_k).":
+                ref.softmax(logits / d_k, axis=-1),
+            "the scale multiplies instead of dividing: yours multiplies by sqrt(d_k).":
+                ref.softmax(logits * math.sqrt(d_k), axis=-1),
+            "softmax over the wrong axis: each query's weights must sum to 1 over the keys; "
+            "yours are normalized over the queries.": ref.softmax(logits / math.sqrt(d_k), -2),
+            "the exponential is missing: the weights are the logits divided by their sum, not "
+            "a softmax.": (logits / math.sqrt(d_k))
+            / np.sum(logits / math.sqrt(d_k), axis=-1, keepdims=True),
+            "the weights came back before the softmax (the scaled logits).":
+                logits / math.sqrt(d_k),
+        }, **tolerances, not_finite=GLOBAL_MAX if spread else None)
+        compare(out, expected_out, "output", what, {
+            "the output multiplies the weights by K, not by V.":
+                expected_weights @ k if k.shape == v.shape else np.full(1, np.nan),
+            "the output multiplies the transposed weights: the weights are (..., Nq, Nk), the "
+            "output takes one weighted sum of V's rows per query.": np.swapaxes(
+                expected_weights, -1, -2) @ v if q.shape == k.shape else np.full(1, np.nan),
+        }, **tolerances)
+    return (f"Output and weights match the reference on {len(cases)} random cases, logits with "
+            "offsets in the thousands included.")
+
+
+# ----------------------------------------------------------------------------------------------
+# 03 external attention, 04 double normalization
+
+
+def _l1(a: np.ndarray, axis: int) -> np.ndarray:
+    return a / np.sum(a, axis=axis, keepdims=True)
+
+
+def _normalization_mistakes(logits: np.ndarray) -> dict[str, np.ndarray]:
+    """The classic wrong double normalizations of ``(..., N, S)`` logits."""
+    mistakes = {
+        "softmax over the wrong axis: yours runs over the memory axis S. EANet's first step "
+        "is a softmax over the patch axis N (each memory unit's column sums to 1).":
+            _l1(ref.softmax(logits, axis=-1), -1),
+        "the l1 step is missing, or it runs over the wrong axis (N instead of S): every column "
+        "sums to 1 but the rows do not. After the softmax over N, each patch's row must be "
+        "divided by its own sum over the memory axis S.": ref.softmax(logits, axis=-2),
+        "both axes swapped: yours is a softmax over S then l1 over N. It is the other way "
+        "round: the softmax runs over the patches N, the l1 step over the memory units S.":
+            _l1(ref.softmax(logits, axis=-1), -2),
+        "the maximum subtracted before the exponential is taken over the memory axis S; it "
+        "must be taken along the softmax's own axis (over the patches N), where it cancels.":
+            _l1(_l1(np.exp(logits - logits.max(axis=-1, keepdims=True)), -2), -1),
+        "a second softmax where the l1 step goes: the second step only divides each row by its "
+        "sum, with no exponential.": ref.softmax(ref.softmax(logits, axis=-2), axis=-1),
+        "the exponential is missing: the first step is a softmax over N (exp, then divide by "
+        "the column's sum), not a plain division of the logits by their sum.":
+            _l1(_l1(logits, -2), -1),
+        "the softmax runs over N and S together (one softmax over the whole map), not over N "
+        "alone.": _l1(ref.softmax(logits.reshape(*logits.shape[:-2], -1), axis=-1)
+                      .reshape(logits.shape), -1),
+    }
+    if logits.ndim > 2:
+        mistakes["fixed axes: your axes are counted from the front, which works for one (N, S) "
+                 "map but not with leading batch or head axes. Count the axes from the end: "
+                 "N is second to last, S last."] = _l1(ref.softmax(logits, axis=0), 1)
+    return mistakes
+
+
+def _normalization_inputs(gen, shape, kind: str) -> tuple[np.ndarray, str, dict, str | None]:
+    """Logits for a normalization case: gentle, all shifted by 800, or one large offset per
+    memory unit (the softmax over N cancels both; an unstable exponential does not)."""
+    logits = 2.0 * gen.normal(size=shape)
+    if kind == "shift":
+        return (logits + 800.0, " (every value near 800)",
+                {"rtol": LARGE_RTOL, "atol": LARGE_ATOL}, UNSTABLE.format(shift=800.0))
+    if kind == "columns":
+        offsets = gen.uniform(-1000.0, 1000.0, size=(*shape[:-2], 1, shape[-1]))
+        return (logits + offsets, " (each memory unit's column offset by up to ±1000)",
+                {"rtol": LARGE_RTOL, "atol": LARGE_ATOL}, GLOBAL_MAX)
+    return logits, "", {}, None
+
+
+def _normalization_cases(rng, shapes):
+    return ([(c, "gentle") for c in _cases(rng, shapes)]
+            + [(shapes[1], "shift"), (shapes[2], "columns")])
+
+
+@checker("double_normalization")
+def check_double_normalization(fn: Callable) -> str:
+    """Check ``fn(logits (..., N, S)) -> (..., N, S)``, the double normalization."""
+    rng = np.random.default_rng(4)
+    cases = _normalization_cases(rng, [(5, 3), (2, 7, 4), (2, 3, 6, 9)])
+    for case, kind in cases:
+        gen, shape = _draw(rng, case)
+        logits, note, tolerances, not_finite = _normalization_inputs(gen, shape, kind)
+        what = f"logits of shape {shape}{note}"
+        got = to_array(call(fn, logits, what=what), "attention", what)
+        compare(got, ref.double_normalization(logits), "attention", what,
+                _normalization_mistakes(logits), **tolerances, not_finite=not_finite)
+    return (f"Matches the reference on {len(cases)} random inputs of 3 shapes, logits in the "
+            "hundreds and thousands included.")
+
+
+@checker("external_attention")
+def check_external_attention(fn: Callable) -> str:
+    """Check ``fn(features (..., N, d), m_k (S, d), m_v (S, dv)) -> (output, attention)``."""
+    rng = np.random.default_rng(3)
+    shapes = [((6, 4), 3, 4), ((2, 5, 8), 6, 3), ((2, 3, 7, 4), 5, 4)]
+    cases = _normalization_cases(rng, shapes)
+    for case, kind in cases:
+        gen, (f_shape, s, dv) = _draw(rng, case)
+        features = gen.normal(size=f_shape)
+        m_k, m_v = gen.normal(size=(s, f_shape[-1])), gen.normal(size=(s, dv))
+        tolerances, not_finite, note = {}, None, ""
+        if kind != "gentle":
+            # A constant feature 1 and a large key per memory unit: the same large offset for
+            # every patch's logit to that unit (shift: the same for every unit).
+            features[..., 0] = 1.0
+            m_k[:, 0] = 800.0 if kind == "shift" else gen.uniform(-1000.0, 1000.0, size=s)
+            note = (" (every logit near 800)" if kind == "shift"
+                    else " (each memory unit's logits offset by up to ±1000)")
+            tolerances = {"rtol": LARGE_RTOL, "atol": LARGE_ATOL}
+            not_finite = UNSTABLE.format(shift=800.0) if kind == "shift" else GLOBAL_MAX
+        what = f"features {f_shape}, m_k {m_k.shape}, m_v {m_v.shape}{note}"
+        out, attention = pair(call(fn, features, m_k, m_v, what=what),
+                              ("output", "attention"), what)
+        expected_out, expected_attention = ref.external_attention(features, m_k, m_v)
+        compare(attention, expected_attention, "attention", what,
+                _normalization_mistakes(features @ m_k.T), **tolerances, not_finite=not_finite)
+        compare(out, expected_out, "output", what, {
+            "the output reads the wrong memory: the attention weighs the rows of M_v, not M_k.":
+                expected_attention @ m_k if m_k.shape == m_v.shape else np.full(1, np.nan),
+        }, **tolerances)
+    return (f"Output and attention match the reference on {len(cases)} random cases, logits "
+            "in the hundreds and thousands included.")
+
+
+# ----------------------------------------------------------------------------------------------
+# 05 heads
+
+
+@checker("split_heads")
+def check_split_heads(fn: Callable) -> str:
+    """Check ``fn(x (B, N, H*dh), num_heads) -> (B, H, N, dh)``."""
+    rng = np.random.default_rng(5)
+    cases = _cases(rng, [((2, 5, 12), 3), ((1, 4, 8), 2), ((3, 6, 24), 4)])
+    for case in cases:
+        gen, (shape, h) = _draw(rng, case)
+        x = gen.normal(size=shape)
+        b, n, width = shape
+        dh = width // h
+        what = f"x of shape {shape} and num_heads={h}"
+        got = to_array(call(fn, x, h, what=what), "heads", what)
+        compare(got, ref.split_heads(x, h), "heads", what, {
+            "the axes are not reordered: yours stops at (B, N, H, dh); the heads axis must "
+            "come before the patches.": x.reshape(b, n, h, dh),
+            "heads split in the wrong order: a reshape straight to (B, H, N, dh) mixes patches "
+            "and channels (shapes alone cannot tell).": x.reshape(b, h, n, dh),
+            "heads split in the wrong order: yours sends channel c to head c % H. Each head "
+            "must own a block of dh consecutive channels.":
+                x.reshape(b, n, dh, h).transpose(0, 3, 1, 2),
+            "patches and channels swapped inside each head: yours is (B, H, dh, N).":
+                x.reshape(b, n, h, dh).transpose(0, 2, 3, 1),
+        })
+    return f"Matches the reference on {len(cases)} random inputs of 3 shapes."
+
+
+@checker("merge_heads")
+def check_merge_heads(fn: Callable) -> str:
+    """Check ``fn(x (B, H, N, dh)) -> (B, N, H*dh)``, the inverse of ``split_heads``."""
+    rng = np.random.default_rng(6)
+    cases = _cases(rng, [(2, 3, 5, 4), (1, 2, 4, 4), (3, 4, 6, 2)])
+    for case in cases:
+        gen, shape = _draw(rng, case)
+        x = gen.normal(size=shape)
+        b, h, n, dh = shape
+        what = f"x of shape {shape}"
+        got = to_array(call(fn, x, what=what), "merged heads", what)
+        compare(got, ref.merge_heads(x), "merged heads", what, {
+            "heads merged in the wrong order: a reshape straight to (B, N, H*dh), without "
+            "moving the heads axis first, mixes patches and heads.": x.reshape(b, n, h * dh),
+            "heads merged in the wrong order: your channels are interleaved (channel c comes "
+            "from head c % H); head h's channels should form one block.":
+                x.transpose(0, 2, 3, 1).reshape(b, n, dh * h),
+        })
+    return f"Matches the reference on {len(cases)} random inputs of 3 shapes."

@@ -1,0 +1,544 @@
+"""Checkers for the Keras exercises 05 and 06: the layer, the transformer block, the count.
+
+The learner's block or layer is taken apart before its numbers are compared, so that the feedback
+names the part that is wrong (a BatchNormalization, a LayerNormalization over the patches, a
+shared norm, two layers with one name, a missing residual) rather than blaming the total.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+
+from eanet_course import reference as ref
+from eanet_course.checks._core import (
+    Mistake, Refused, call, checker, close, compare, preview,
+)
+
+# ----------------------------------------------------------------------------------------------
+# NumPy forward passes with swappable parts: the ground truth and its classic wrong variants.
+
+
+def _layer_norm(x: np.ndarray, gamma, beta, epsilon: float) -> np.ndarray:
+    """``(..., d)`` normalized over the last axis."""
+    mean = x.mean(axis=-1, keepdims=True)
+    return (x - mean) / np.sqrt(x.var(axis=-1, keepdims=True) + epsilon) * gamma + beta
+
+
+def _gelu(x: np.ndarray, approximate: bool = False) -> np.ndarray:
+    if approximate:
+        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+
+
+ACTIVATIONS = {"gelu": _gelu, "gelu (tanh approximation)": lambda x: _gelu(x, True),
+               "relu": lambda x: np.maximum(x, 0), "none": lambda x: x}
+
+
+def _external(x: np.ndarray, weights: list[np.ndarray], heads: int, *,
+              normalization: str = "double", split: str = "blocks",
+              merge: str = "transpose") -> np.ndarray:
+    """Multi-head external attention ``(B, N, d) -> (B, N, d)`` from the package layer's eight
+    weights, with one part swapped for a classic mistake when asked."""
+    w_in, b_in, m_k_t, b_k, m_v, b_v, w_out, b_out = weights
+    wide = x @ w_in + b_in  # (B, N, d*c)
+    b, n, width = wide.shape
+    dh = width // heads
+    if split == "blocks":
+        h = wide.reshape(b, n, heads, dh).transpose(0, 2, 1, 3)
+    else:  # channel c to head c % H
+        h = wide.reshape(b, n, dh, heads).transpose(0, 3, 1, 2)
+    logits = h @ m_k_t + b_k  # (B, H, N, S)
+    if normalization == "double":
+        attention = ref.double_normalization(logits)
+    elif normalization == "softmax over S":
+        attention = ref.softmax(logits, axis=-1)
+    else:  # "no l1"
+        attention = ref.softmax(logits, axis=-2)
+    out = attention @ m_v + b_v  # (B, H, N, dh)
+    merged = (out.transpose(0, 2, 1, 3) if merge == "transpose" else out).reshape(b, n, width)
+    return merged @ w_out + b_out
+
+
+def _block(x, p, *, epsilon=1e-5, activation="gelu", variant="right") -> np.ndarray:
+    """The pre-norm block on ``x (B, N, d)`` with parameters ``p``, or a classic variant."""
+    act = ACTIVATIONS[activation]
+
+    def ln(v):
+        return _layer_norm(v, p["gamma"], p["beta"], epsilon)
+
+    def attend(v):
+        return _external(v, p["attention"], p["heads"])
+
+    def mlp(v):
+        return act(v @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
+
+    if variant == "post-norm":
+        y = ln(x + attend(x))
+        return ln(y + mlp(y))
+    if variant == "residual from the normed input":
+        y = ln(x) + attend(ln(x))
+        return ln(y) + mlp(ln(y))
+    y = attend(ln(x)) if variant in ("no attention residual", "no residuals") else x + attend(ln(x))
+    if variant == "MLP reads x":
+        return y + mlp(ln(x))
+    if variant in ("no MLP residual", "no residuals"):
+        return mlp(ln(y))
+    return y + mlp(ln(y))
+
+
+BLOCK_VARIANTS = {
+    "post-norm: your LayerNormalizations come after the additions. This block is pre-norm: "
+    "each branch normalizes its input, and the residual adds the branch's output to the "
+    "un-normalized stream.": {"variant": "post-norm"},
+    "the residual connections add the normalized input: the stream that goes on must be the "
+    "un-normalized x (and y), with the branch's output added to it.":
+        {"variant": "residual from the normed input"},
+    "the attention's residual connection is missing: the block's first half adds the "
+    "attention's output to its input.": {"variant": "no attention residual"},
+    "the MLP's residual connection is missing: the block's second half adds the MLP's output "
+    "to its input.": {"variant": "no MLP residual"},
+    "both residual connections are missing: each half adds its branch's output to its own "
+    "input.": {"variant": "no residuals"},
+    "the MLP reads the block's input x; it should read y, the stream after the attention's "
+    "residual.": {"variant": "MLP reads x"},
+    "the MLP's activation is ReLU, not GELU.": {"activation": "relu"},
+    "the MLP has no activation between its two Dense layers (GELU after the first).":
+        {"activation": "none"},
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Taking a learner's model apart.
+
+
+def _leaves(layer) -> Iterator:
+    """The layers that hold the block's parts, looking inside the learner's own container
+    layers but not inside the package's ``ExternalAttention``."""
+    import keras
+
+    from eanet_course.layers import ExternalAttention, TransformerBlock
+
+    parts = (ExternalAttention, TransformerBlock, keras.layers.LayerNormalization,
+             keras.layers.BatchNormalization, keras.layers.GroupNormalization,
+             keras.layers.UnitNormalization, keras.layers.Dense, keras.layers.EinsumDense,
+             keras.layers.MultiHeadAttention)
+    children = (layer.layers if isinstance(layer, keras.Model)
+                else layer._flatten_layers(include_self=False, recursive=False))
+    for child in children:
+        if isinstance(child, parts) or not child.weights:
+            yield child
+        else:
+            yield from _leaves(child)
+
+
+def _model(inputs, outputs, what: str):
+    import keras
+
+    if isinstance(outputs, (tuple, list)):
+        raise Mistake(f"Called with {what}, your function returned a {type(outputs).__name__} "
+                      f"of {len(outputs)}; return only the block's output tensor.")
+    if not isinstance(outputs, keras.KerasTensor):
+        raise Mistake(f"Called with {what}, expected the block's output tensor but your "
+                      f"function returned {type(outputs).__name__}: {outputs!r:.80}\n"
+                      "Apply the layers to x (functional API) and return the result.")
+    try:
+        return keras.Model(inputs, outputs)
+    except ValueError as e:
+        text = str(e)
+        if "is used" in text and "times in the model" in text:
+            name = text.split('"')[1] if '"' in text else "?"
+            raise Mistake(f"Called with {what}, two of your layers share the name {name!r}: "
+                          "every layer of a model needs its own name. Give each layer its own "
+                          "name= (or none: Keras numbers them).") from None
+        raise Mistake(f"Called with {what}, your output is not computed from x: {e}\n"
+                      "Apply the layers to the x you are given.") from None
+
+
+def _structure(model, d: int, mlp: int, heads: int, c: int, what: str) -> dict:
+    """The block's parts, or feedback naming the part that is missing, extra or misused."""
+    import keras
+
+    from eanet_course.layers import ExternalAttention, TransformerBlock
+
+    leaves = list(_leaves(model))
+    kinds = {type(layer).__name__ for layer in leaves}
+    if any(isinstance(layer, TransformerBlock) for layer in leaves):
+        raise Mistake(f"Called with {what}: you used the package's TransformerBlock. The "
+                      "exercise is to build the block from its parts.")
+    other_norms = [layer for layer in leaves if isinstance(layer, (
+        keras.layers.BatchNormalization, keras.layers.GroupNormalization,
+        keras.layers.UnitNormalization))]
+    if other_norms:
+        name = type(other_norms[0]).__name__
+        raise Mistake(f"Called with {what}: your block uses {name}. A transformer block "
+                      "normalizes each patch over its own channels (LayerNormalization); "
+                      f"{name} mixes statistics across {'the batch' if 'Batch' in name else 'other values'}, "
+                      "so a patch's output depends on the other images (and differs between "
+                      "training and inference).")
+    norms = [layer for layer in leaves if isinstance(layer, keras.layers.LayerNormalization)]
+    calls = sum(len(layer._inbound_nodes) for layer in norms)
+    if len(norms) == 1 and calls >= 2:
+        raise Mistake(f"Called with {what}: one LayerNormalization is applied twice, so both "
+                      "branches share its weights. The block has two LayerNormalizations, one "
+                      "per branch, each with its own weights.")
+    if len(norms) != 2:
+        raise Mistake(f"Called with {what}: your block has {len(norms)} LayerNormalization "
+                      "layer(s); a pre-norm block has two, one before the attention and one "
+                      "before the MLP.")
+    for layer in norms:
+        axis = [a if a < 0 else a - 3 for a in np.ravel(layer.axis).tolist()]
+        if axis != [-1]:
+            over = {(-2,): "the patches N", (-2, -1): "the patches and channels together"}.get(
+                tuple(sorted(axis)), f"axis {layer.axis}")
+            raise Mistake(f"Called with {what}: your LayerNormalization {layer.name!r} "
+                          f"normalizes over {over}. Each patch is normalized over its own "
+                          "channels, the last axis only.")
+        if not math.isclose(layer.epsilon, 1e-5, rel_tol=1e-3):
+            default = " (Keras' default)" if math.isclose(layer.epsilon, 1e-3) else ""
+            raise Mistake(f"Called with {what}: your LayerNormalization {layer.name!r} has "
+                          f"epsilon={layer.epsilon:g}{default}; the block's contract (the "
+                          "package's TransformerBlock) is 1e-5.")
+    attentions = [layer for layer in leaves if isinstance(layer, ExternalAttention)]
+    if len(attentions) != 1:
+        others = ", ".join(sorted(kinds & {"MultiHeadAttention", "EinsumDense"}))
+        raise Mistake(f"Called with {what}: your block has {len(attentions)} ExternalAttention "
+                      f"layer(s){' (and ' + others + ')' if others else ''}; it needs exactly "
+                      "one.")
+    attention = attentions[0]
+    given = {"embed_dim": attention.embed_dim, "num_heads": attention.num_heads,
+             "dim_coefficient": attention.dim_coefficient}
+    wanted = {"embed_dim": d, "num_heads": heads, "dim_coefficient": c}
+    wrong = [f"{k}={given[k]} (should be {wanted[k]})" for k in wanted if given[k] != wanted[k]]
+    if wrong or attention.normalization != "double" or attention._memory_units is not None:
+        wrong += [f"normalization={attention.normalization!r}"] * (
+            attention.normalization != "double")
+        wrong += [f"memory_units={attention._memory_units}"] * (
+            attention._memory_units is not None)
+        raise Mistake(f"Called with {what}: your ExternalAttention has " + ", ".join(wrong)
+                      + ". Pass the block's own arguments, in the order of ExternalAttention's "
+                      "signature (or by keyword), and leave the rest at their defaults.")
+    denses = [layer for layer in leaves if isinstance(layer, keras.layers.Dense)]
+    units = sorted(layer.units for layer in denses)
+    if units != sorted([mlp, d]):
+        raise Mistake(f"Called with {what}: your block's Dense layers (outside the attention) "
+                      f"have {units} units; the MLP has two: mlp_dim={mlp} units, then "
+                      f"embed_dim={d}.")
+    if not all(layer.use_bias for layer in denses):
+        raise Mistake(f"Called with {what}: a Dense layer of your MLP has use_bias=False; both "
+                      "have biases, as Keras' default.")
+    hidden = next(layer for layer in denses if layer.units == mlp)
+    output = next(layer for layer in denses if layer is not hidden)
+    extra = [layer.name for layer in leaves if layer.weights and layer not in
+             (*norms, attention, hidden, output)]
+    if extra:
+        raise Mistake(f"Called with {what}: your block has layers with weights the block does "
+                      f"not have: {extra}.")
+    return {"norms": norms, "attention": attention, "hidden": hidden, "output": output}
+
+
+def _check_block_numbers(model, parts: dict, n: int, d: int, heads: int,
+                        c: int, rng: np.random.Generator, what: str) -> None:
+    """Random weights in every part; the learner's output against the NumPy block and its
+    classic wrong variants."""
+    gamma = 1.0 + 0.3 * rng.normal(size=d)
+    beta = 0.3 * rng.normal(size=d)
+    for norm in parts["norms"]:
+        norm.set_weights([gamma.astype("float32"), beta.astype("float32")])
+    attention = [rng.normal(scale=0.3, size=w.shape) for w in parts["attention"].get_weights()]
+    parts["attention"].set_weights([w.astype("float32") for w in attention])
+    dense = {}
+    for key, layer in (("1", parts["hidden"]), ("2", parts["output"])):
+        kernel, bias = (rng.normal(scale=0.3, size=w.shape) for w in layer.get_weights())
+        layer.set_weights([kernel.astype("float32"), bias.astype("float32")])
+        dense["w" + key], dense["b" + key] = kernel, bias
+    params = {"gamma": gamma, "beta": beta, "attention": attention,
+              "heads": heads * c, **dense}
+    x = rng.normal(size=(2, n, d)).astype("float32")
+    got = np.asarray(call(lambda: model(x, training=False), what=what), dtype=np.float64)
+    x = x.astype(np.float64)
+    rtol, atol = 1e-3, 1e-4  # float32 through two branches
+    expected = _block(x, params)
+    if close(got, expected, rtol, atol) or close(
+            got, _block(x, params, activation="gelu (tanh approximation)"), rtol, atol):
+        return
+    compare(got, expected, "output", f"{what} and random weights",
+            {text: _block(x, params, **change) for text, change in BLOCK_VARIANTS.items()},
+            rtol=rtol, atol=atol)
+
+
+@checker("transformer_block", limit_factor=3.0)
+def check_transformer_block(fn: Callable) -> str:
+    """Check ``fn(x, embed_dim, mlp_dim, num_heads, dim_coefficient) -> tensor`` (functional).
+
+    ``x`` is a ``keras.Input`` of shape ``(N, embed_dim)``. The block is taken apart (two
+    LayerNormalizations over the channels with epsilon 1e-5, one ExternalAttention, two Dense),
+    then given random weights and compared, on random inputs, with the pre-norm block
+    ``y = x + Attn(LN(x))``, ``y + MLP(LN(y))``, ``MLP = Dense(mlp_dim, gelu), Dense(embed_dim)``.
+    """
+    import keras
+
+    rng = np.random.default_rng(7)
+    cases = [(16, 32, 64, 2, 2), (9, 16, 24, 4, 2)]
+    for n, d, mlp, heads, c in cases:
+        what = (f"x = keras.Input(({n}, {d})), embed_dim={d}, mlp_dim={mlp}, "
+                f"num_heads={heads}, dim_coefficient={c}")
+        inputs = keras.Input((n, d))
+        outputs = call(fn, inputs, d, mlp, heads, c, what=what)
+        model = _model(inputs, outputs, what)
+        if tuple(outputs.shape) != (None, n, d):
+            raise Mistake(f"Called with {what}, expected an output of shape (None, {n}, {d}); "
+                          f"got {tuple(outputs.shape)}. The block must keep the shape of x.")
+        parts = _structure(model, d, mlp, heads, c, what)
+        _check_block_numbers(model, parts, n, d, heads, c, rng, what)
+    return (f"Parts, shapes, residual connections and outputs are right on {len(cases)} block "
+            "sizes.")
+
+
+# ----------------------------------------------------------------------------------------------
+# 06 the parameter count, by formula
+
+
+def _model_parts(config) -> tuple[int, dict[str, int]]:
+    """``build_eanet(config)``'s parameter count and the sizes of the parts learners forget."""
+    from eanet_course.layers import TransformerBlock
+    from eanet_course.models import build_eanet
+
+    model = build_eanet(config)
+    weights = {w.path: int(np.prod(w.shape)) for w in model.weights}
+    blocks = [layer for layer in model.layers if isinstance(layer, TransformerBlock)]
+    k = len(blocks)
+    d, c = config.embed_dim, config.dim_coefficient
+    s_default = d // c
+    parts = {
+        "the position embedding (one learned vector of embed_dim values per patch) is not "
+        "counted": model.get_layer("patch_embedding").position_embedding.count_params(),
+        "the biases are not counted (a Dense layer has one bias per output unit)":
+            sum(n for path, n in weights.items() if path.endswith("/bias")),
+        "the LayerNormalizations are not counted (each has a scale and an offset per channel, "
+        "two per block)": sum(n for path, n in weights.items()
+                              if path.endswith(("/gamma", "/beta"))),
+        "each LayerNormalization is counted with one vector of embed_dim; it has two (a scale "
+        "and an offset)": k * 2 * d,
+        "the classifier is not counted": model.get_layer("classifier").count_params(),
+        f"one block counted instead of num_blocks={k}": (k - 1) * blocks[0].count_params(),
+        "memory_units ignored: S is config.memory_units when it is set (the example's default "
+        "only when it is None)": sum(
+            (2 * b.attention.head_dim + 1) * (b.attention.memory_units - s_default)
+            for b in blocks),
+        "the memory is counted per head: all heads share one M_k and one M_v": sum(
+            (b.attention.total_heads - 1) * (b.attention.memory_key.count_params()
+                                             + b.attention.memory_value.count_params())
+            for b in blocks) * -1,
+        "the memories' width is embed_dim, not the head width dh = embed_dim // num_heads": sum(
+            (b.attention.head_dim - d) * (2 * b.attention.memory_units + 1) for b in blocks),
+        "the patch projection's input is P*P, without the channels (P*P*C values per patch)":
+            config.patch_size**2 * (config.channels - 1) * d,
+        "the MLP is counted with embed_dim hidden units; it has mlp_dim": k * (
+            (config.mlp_dim - d) * (2 * d + 1)),
+    }
+    return model.count_params(), parts
+
+
+@contextmanager
+def _no_layers() -> Iterator[None]:
+    """While active, making any Keras layer or weight is refused: the count is by formula."""
+    import keras
+
+    originals = (keras.layers.Layer.__init__, keras.Variable.__init__)
+
+    def refuse(self, *args, **kwargs):
+        raise Refused("your function builds Keras layers (a model?). The exercise asks for "
+                      "the count by formula, from the config's numbers alone.")
+
+    keras.layers.Layer.__init__ = refuse
+    keras.Variable.__init__ = refuse
+    try:
+        yield
+    finally:
+        keras.layers.Layer.__init__, keras.Variable.__init__ = originals
+
+
+def _as_count(got, what: str) -> tuple[int, str]:
+    """The learner's count as an int (ints, NumPy or tensor scalars, whole floats), and a note."""
+    if hasattr(got, "numpy") and callable(got.numpy):
+        got = got.numpy()
+    if isinstance(got, np.ndarray) and got.shape == ():
+        got = got.item()
+    if isinstance(got, np.generic):
+        got = got.item()
+    if isinstance(got, bool) or not isinstance(got, (int, float)):
+        raise Mistake(f"Called with {what}, expected a number but your function returned "
+                      f"{type(got).__name__}: {got!r:.80}")
+    if isinstance(got, float):
+        if not math.isfinite(got) or got != round(got):
+            raise Mistake(f"Called with {what}, your count is {got!r}, not a whole number: a "
+                          "division somewhere keeps a fraction (true division / instead of "
+                          "floor division //?).")
+        return int(got), " (It came back as a float; // keeps counts as ints.)"
+    return got, ""
+
+
+@checker("count_parameters", limit_factor=1.5)
+def check_parameter_count(fn: Callable) -> str:
+    """Check ``fn(config: EANetConfig) -> int`` against ``build_eanet(config).count_params()``,
+    without the learner's function building any Keras layer."""
+    from eanet_course.config import PROFILES
+
+    ci, laptop, paper = PROFILES["ci"], PROFILES["laptop"], PROFILES["paper"]
+    configs = [ci, ci.replace(memory_units=8, num_blocks=3),
+               laptop.replace(num_blocks=2, patch_size=8, embed_dim=48, num_heads=3),
+               paper.replace(mlp_dim=96, num_classes=37, dim_coefficient=2)]
+    note = ""
+    for config in configs:
+        what = ("EANetConfig(" + ", ".join(f"{f}={getattr(config, f)}" for f in (
+            "image_size", "channels", "patch_size", "num_classes", "embed_dim", "mlp_dim",
+            "num_heads", "dim_coefficient", "memory_units", "num_blocks")) + ")")
+        with _no_layers():
+            got = call(fn, config, what=what)
+        got, note = _as_count(got, what)
+        expected, parts = _model_parts(config)
+        if got == expected:
+            continue
+        lines = [f"Called with {what}:", f"  expected {expected:,} parameters "
+                 "(build_eanet(config).count_params())", f"  got      {got:,}"]
+        named = [part for part, size in parts.items() if size and expected - got == size]
+        lines.append(f"Likely mistake: {named[0]}." if named else
+                     f"You count {abs(expected - got):,} "
+                     f"{'too few' if got < expected else 'too many'}.")
+        raise Mistake("\n".join(lines))
+    return f"Exact on {len(configs)} configs, memory_units and odd widths included.{note}"
+
+
+# ----------------------------------------------------------------------------------------------
+# 05 the whole external-attention layer
+
+
+LAYER_SIZES = [dict(embed_dim=24, num_heads=3, dim_coefficient=2),  # dh 8, d*c 48, S 12
+               dict(embed_dim=20, num_heads=2, dim_coefficient=4, memory_units=7)]  # dh 10
+
+
+def _copy_weights(mine, package, what: str) -> None:
+    """The package layer's weights into the learner's, matched by shape (any creation order)."""
+    theirs = package.get_weights()
+    slots = mine.weights
+    shapes = [tuple(w.shape) for w in slots]
+    wanted = [w.shape for w in theirs]
+    if sorted(shapes) != sorted(wanted):
+        transposed = [s for s in shapes if s not in wanted and s[::-1] in wanted]
+        hint = ""
+        if transposed:
+            hint = (f"\nLikely mistake: a weight of shape {transposed[0]} is transposed: a Dense "
+                    "layer's kernel is (inputs, outputs).")
+        elif len(shapes) == len(wanted) // 2:
+            hint = "\nLikely mistake: your layer has no biases; each of the four Dense has one."
+        raise Mistake(f"Called with {what}, your layer's weights have shapes {shapes}; the "
+                      f"package's ExternalAttention has {[tuple(s) for s in wanted]} (the "
+                      "kernel and bias of to_heads, memory_key, memory_value, "
+                      f"output_projection).{hint}")
+    if len(set(shapes)) == len(shapes):
+        by_shape = {w.shape: w for w in theirs}
+        values = [by_shape[s] for s in shapes]
+    else:  # two weights of the same shape: the order of creation decides
+        values = theirs
+    for slot, value in zip(slots, values):
+        slot.assign(value)
+
+
+def _layer_variants(x, weights, heads) -> dict[str, np.ndarray]:
+    return {
+        "the softmax runs over the memory axis S alone (a plain softmax): the double "
+        "normalization is a softmax over the patches N, then l1 over S.":
+            _external(x, weights, heads, normalization="softmax over S"),
+        "the l1 step over the memory axis S is missing.":
+            _external(x, weights, heads, normalization="no l1"),
+        "heads split the wrong way: each head must own a block of consecutive channels.":
+            _external(x, weights, heads, split="interleaved"),
+        "heads merged without moving the heads axis back after the patches: patches and heads "
+        "get mixed.": _external(x, weights, heads, merge="reshape"),
+    }
+
+
+@checker("external_attention_layer", limit_factor=3.0)
+def check_external_attention_layer(cls: type) -> str:
+    """Check a Keras layer class ``cls(embed_dim, num_heads, dim_coefficient,
+    memory_units=None)`` against :class:`eanet_course.layers.ExternalAttention`.
+
+    The package layer's random weights are copied into the learner's (matched by shape); both
+    must give the same ``(B, N, embed_dim)`` output; ``get_config`` must rebuild the layer, and a
+    model holding it must save to ``.keras`` and load back with ``safe_mode=True``.
+    """
+    import keras
+
+    from eanet_course.layers import ExternalAttention
+
+    rng = np.random.default_rng(11)
+    for sizes in LAYER_SIZES:
+        what = f"{cls.__name__}(" + ", ".join(f"{k}={v}" for k, v in sizes.items()) + ")"
+        layer = call(lambda: cls(**sizes), what=what)
+        if not isinstance(layer, keras.layers.Layer):
+            raise Mistake(f"{what} made a {type(layer).__name__}, not a keras.layers.Layer: "
+                          "subclass keras.layers.Layer.")
+        x = rng.normal(size=(2, 9, sizes["embed_dim"])).astype("float32")
+        out = call(lambda: layer(x), what=f"{what} on x of shape {x.shape}")
+        package = ExternalAttention(**sizes)
+        package.build(x.shape)
+        package.set_weights([rng.normal(scale=0.4, size=w.shape).astype("float32")
+                             for w in package.get_weights()])
+        _copy_weights(layer, package, what)
+        got = np.asarray(call(lambda: layer(x), what=what), dtype=np.float64)
+        if isinstance(out, (tuple, list)):
+            raise Mistake(f"{what} returned a {type(out).__name__}; call(x) returns the output "
+                          "alone, (B, N, embed_dim).")
+        weights = [w.astype(np.float64) for w in package.get_weights()]
+        heads = package.total_heads
+        expected = _external(x.astype(np.float64), weights, heads)
+        compare(got, expected, "output", f"{what} on random x {x.shape} with the package "
+                "layer's weights", _layer_variants(x.astype(np.float64), weights, heads),
+                rtol=1e-3, atol=1e-4)
+        _check_serialization(cls, layer, x, got, what)
+    return (f"Same outputs as ExternalAttention on {len(LAYER_SIZES)} sizes with its weights; "
+            "get_config rebuilds it and a .keras file reloads with safe_mode=True.")
+
+
+def _check_serialization(cls, layer, x, got, what: str) -> None:
+    import keras
+
+    config = call(layer.get_config, what=f"{what}.get_config()")
+    missing = [k for k in ("embed_dim", "num_heads", "dim_coefficient") if k not in config]
+    if missing:
+        raise Mistake(f"{what}.get_config() lacks {missing}: it must return every constructor "
+                      "argument (merged with super().get_config()), so that from_config can "
+                      "rebuild the layer.")
+    try:
+        clone = call(lambda: cls.from_config(config), what=f"{cls.__name__}.from_config(config)")
+    except Mistake as error:
+        if "unexpected keyword argument" not in str(error):
+            raise
+        raise Mistake(f"{error}\nfrom_config also passes the base layer's arguments (name, "
+                      "trainable, dtype...): the constructor must accept **kwargs and hand them "
+                      "to the base class.") from None
+    if [tuple(w.shape) for w in clone.weights] not in ([], [tuple(w.shape) for w in layer.weights]):
+        raise Mistake(f"{cls.__name__}.from_config({what}.get_config()) made a different layer.")
+    if not keras.saving.get_registered_object(keras.saving.get_registered_name(cls)):
+        raise Mistake(f"{cls.__name__} is not registered: decorate the class with "
+                      "@keras.saving.register_keras_serializable(...) so that a saved model can "
+                      "find it when it loads.")
+    inputs = keras.Input(x.shape[1:])
+    model = keras.Model(inputs, layer(inputs))
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "layer.keras")
+        call(lambda: model.save(path), what=f"a model holding {what}, saved to .keras")
+        loaded = call(lambda: keras.saving.load_model(path, safe_mode=True),
+                      what=f"a model holding {what}, loaded from .keras with safe_mode=True")
+    again = np.asarray(call(lambda: loaded(x), what=f"the reloaded {what}"), dtype=np.float64)
+    if not close(again, got, 1e-5, 1e-6):
+        raise Mistake(f"{what} saved and loaded back gives other outputs (starting "
+                      f"{preview(again)} instead of {preview(got)}): are all weights created "
+                      "in build or __init__ (not in call), and does get_config return every "
+                      "argument?")
