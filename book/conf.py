@@ -14,7 +14,7 @@ from pathlib import Path
 
 BOOK = Path(__file__).resolve().parent
 ROOT = BOOK.parent
-sys.path.insert(0, str(BOOK / "_ext"))
+sys.path[:0] = [str(BOOK / "_ext"), str(ROOT)]
 
 # The notebooks run in kernels started by this process: the pages show the `ci` profile, as
 # CI runs it, whatever the caller's environment says (the pages are labelled with it).
@@ -28,7 +28,8 @@ project = "EANet, hands on"
 author = "the eanet-course authors"
 copyright = "the eanet-course authors, Apache-2.0"
 
-extensions = ["myst_nb", "readme_sections"]
+extensions = ["myst_nb", "readme_sections", "course_pages"]
+course_profile = PROFILE
 
 root_doc = "book/index"
 include_patterns = [
@@ -59,10 +60,10 @@ nb_merge_streams = True
 
 html_theme = "sphinx_book_theme"
 html_title = "EANet, hands on"
-html_static_path = []
+# The site opens at the landing page: a root index.html that sends the browser to book/index.html.
+html_extra_path = ["_root"]
 html_theme_options = {
     "use_download_button": True,
     "show_toc_level": 2,
     "navigation_with_keys": False,
 }
-html_last_updated_fmt = None
