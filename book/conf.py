@@ -8,6 +8,7 @@ gets it, not executed), ``notebooks/GLOSSARY.md`` when present, and the pages un
 read. Nothing is fetched at build time: Sphinx, myst-nb and sphinx-book-theme ship every file.
 """
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -30,6 +31,8 @@ copyright = "the eanet-course authors, Apache-2.0"
 
 extensions = ["myst_nb", "readme_sections", "course_pages"]
 course_profile = PROFILE
+course_extensions_digest = hashlib.sha256(
+    b"".join(p.read_bytes() for p in sorted((BOOK / "_ext").glob("*.py")))).hexdigest()
 
 root_doc = "book/index"
 include_patterns = [

@@ -297,3 +297,20 @@ def test_landing_page_and_notebook_04_render_offline_in_chromium(served):
     hosts = {urlsplit(url).hostname for url in refused}
     assert hosts <= VIEW_TIME_HOSTS, f"the pages asked for unexpected hosts: {sorted(hosts)}"
     print(f"\nscreenshots in {SHOTS}; refused view-time requests: {sorted(set(refused))}")
+
+
+def test_tensorflow_start_up_log_is_dropped_and_other_stderr_kept():
+    import course_pages
+    from docutils import nodes
+    from docutils.utils import new_document
+
+    document = new_document("page")
+    noise = ("WARNING: All log messages before absl::InitializeLog() is called are written to "
+             "STDERR\nI0000 00:00:1795962724.658389   13046 port.cc:153] oneDNN custom ops\n")
+    for text in (noise, noise + "UserWarning: a warning the learner should see\n"):
+        output = nodes.container("", nodes.literal_block(text, text, classes=["output", "stderr"]))
+        document += output
+    course_pages.drop_tensorflow_log(document)
+    assert [block.astext() for block in document.findall(nodes.literal_block)] == [
+        "UserWarning: a warning the learner should see\n"]
+    assert len(document.children) == 1

@@ -3,11 +3,14 @@
 Under its title, every notebook page says that its outputs come from one run with the ``ci``
 profile; a page with saved widgets says that moving them needs a live kernel; every exercise page
 says that it is shown as the learner gets it, without outputs, and that solutions are not on the
-site. The labels are docutils notes added when Sphinx reads a page (``doctree-read``).
+site. The labels are docutils notes added when Sphinx reads a page (``doctree-read``). The same
+hook drops TensorFlow's C++ start-up log lines from the pages' stderr outputs (they say nothing
+about the course, and vary with the machine); every other stderr line stays.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from docutils import nodes
@@ -16,6 +19,10 @@ from sphinx.application import Sphinx
 from eanet_course.config import get_profile
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+# TensorFlow's C++ logger: glog-style lines ("I0000 00:00:1795962724.658389  13046 port.cc:153]
+# oneDNN custom operations are on...") and absl's notice before it is initialised.
+TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w./-]+:\d+\] "
+                         r"|^WARNING: All log messages before absl::InitializeLog\(\) is called")
 
 
 def _note(*paragraphs: list[nodes.Node]) -> nodes.note:
@@ -58,10 +65,27 @@ def _has_widgets(doctree: nodes.document) -> bool:
     return any(WIDGET_VIEW in node.astext() for node in doctree.findall(nodes.raw))
 
 
+def drop_tensorflow_log(doctree: nodes.document) -> None:
+    """Remove TensorFlow's C++ log lines from stderr outputs; remove outputs left empty."""
+    for block in list(doctree.findall(nodes.literal_block)):
+        if "stderr" not in block["classes"]:
+            continue
+        kept = [line for line in block.astext().splitlines(keepends=True)
+                if not TF_LOG_LINE.match(line)]
+        if "".join(kept).strip():
+            block.children = [nodes.Text("".join(kept))]
+        else:
+            container = block.parent
+            container.remove(block)
+            if not container.children and container.parent is not None:
+                container.parent.remove(container)
+
+
 def _label(app: Sphinx, doctree: nodes.document) -> None:
     docname = app.env.docname
     if Path(app.env.doc2path(docname)).suffix != ".ipynb":
         return
+    drop_tensorflow_log(doctree)
     folder = docname.partition("/")[0]
     if folder == "notebooks":
         label = notebook_label(app.config.course_profile, _has_widgets(doctree))
@@ -77,5 +101,7 @@ def _label(app: Sphinx, doctree: nodes.document) -> None:
 
 def setup(app: Sphinx) -> dict:
     app.add_config_value("course_profile", "ci", "env", types=[str])
+    # Set by conf.py from the code of book/_ext: a change there re-reads every page.
+    app.add_config_value("course_extensions_digest", "", "env", types=[str])
     app.connect("doctree-read", _label)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
