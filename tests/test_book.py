@@ -11,10 +11,10 @@ page and notebook 04 rendered (screenshots in ``test-output/book/``).
 from __future__ import annotations
 
 import functools
+import importlib.util
 import http.server
 import json
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -26,10 +26,19 @@ from bs4 import BeautifulSoup
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
-sys.path.insert(0, str(ROOT / "book"))
 
-import build as book_build  # noqa: E402  (book/build.py)
+
+def _load(path: Path):
+    """Import a file as a module under its own name (``book/build.py`` is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"book_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+book_build = _load(ROOT / "book" / "build.py")
 import readme_sections  # noqa: E402  (book/_ext/readme_sections.py)
+from test_browser import CHROMIUM, CHROMIUM_ARGS, _playwright_chromium  # noqa: E402
 
 HTML = book_build.HTML
 SHOTS = ROOT / "test-output" / "book"
@@ -229,10 +238,6 @@ def test_every_executed_notebook_is_cached_for_the_next_build(site):
 
 # ---- in a browser, offline ---------------------------------------------------------------
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 # Loaded by the pages at view time, never at build time: MathJax for maths, and the Jupyter
 # widgets' HTML manager (with require.js) for saved widgets. Offline they are refused; the
 # pages render without them.
@@ -258,8 +263,11 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+@pytest.mark.skipif(CHROMIUM is None and not _playwright_chromium(),
+                    reason="No Chromium: run scripts/ensure-chromium.sh (make test does).")
 def test_landing_page_and_notebook_04_render_offline_in_chromium(served):
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    from playwright.sync_api import sync_playwright
+
     SHOTS.mkdir(parents=True, exist_ok=True)
     refused: list[str] = []
 
@@ -272,10 +280,7 @@ def test_landing_page_and_notebook_04_render_offline_in_chromium(served):
             route.abort()
 
     with sync_playwright() as playwright:
-        try:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        except Exception as error:  # no Chromium here: scripts/ensure-chromium.sh installs one
-            pytest.skip(f"no Chromium: {error}")
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.route("**/*", offline)
