@@ -211,14 +211,17 @@ def _readme_tables(pattern: str) -> list[list[str]]:
     """The data rows of the markdown tables in the README sections matching ``pattern``."""
     text = readme_sections.select((ROOT / "README.md").read_text(), pattern)
     rows = [line for line in text.splitlines() if line.startswith("|")]
-    return [[c.replace("`", "").strip() for c in r.strip("|").split("|")] for r in rows
+    return [[re.sub(r"[`*]", "", c).strip() for c in r.strip("|").split("|")] for r in rows
             if not re.fullmatch(r"[|:\- ]+", r)]
 
 
-def test_the_readme_measured_tables_are_on_the_site(site):
-    expected = _readme_tables("^Measured")
-    shown = [[td.get_text(" ", strip=True) for td in tr.find_all(["td", "th"])]
-             for tr in _soup(site / "book" / "measured.html").select("article table tr")]
+@pytest.mark.parametrize("page, pattern", [("index", "^The syllabus$"), ("measured", "^Measured")])
+def test_the_readme_tables_are_on_the_site(site, page, pattern):
+    expected = _readme_tables(pattern)
+    typography = str.maketrans("\u2018\u2019\u201c\u201d", "''\"\"")  # Sphinx's smart quotes
+    shown = [[cell.get_text(" ", strip=True).translate(typography)
+              for cell in tr.find_all(["td", "th"])]
+             for tr in _soup(site / "book" / f"{page}.html").select("article table tr")]
     assert expected and all(row in shown for row in expected), (expected, shown)
 
 

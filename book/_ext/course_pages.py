@@ -47,8 +47,10 @@ def notebook_label(profile: str, has_widgets: bool) -> nodes.note:
                          "yours.")]]
     if has_widgets:
         lines.append([nodes.Text("The widgets on this page are shown in the state in which they "
-                                 "were saved, and do not move here: a live kernel is needed to "
-                                 "move them (run the notebook in JupyterLab, ", ),
+                                 "were saved (drawn by the Jupyter widgets' JavaScript, which the "
+                                 "page loads from a CDN: offline they do not appear), and do not "
+                                 "move here: a live kernel is needed to move them (run the "
+                                 "notebook in JupyterLab, "),
                       _code("make lab"), nodes.Text(", or on Binder).")])
     return _note(*lines)
 
