@@ -104,7 +104,8 @@ def test_every_notebook_exercise_and_the_glossary_has_a_page(site):
     missing = [s.relative_to(ROOT) for s in sources if not _page(site, s).is_file()]
     assert NOTEBOOKS and not missing, f"no page for {missing}"
     landing = _soup(site / "book" / "index.html")
-    linked = {unquote(a["href"]).split("#")[0] for a in landing.select("nav a[href], article a[href]")}
+    linked = {unquote(a["href"]).split("#")[0]
+              for a in landing.select("nav a[href], article a[href]")}
     unlisted = [s.relative_to(ROOT) for s in sources
                 if f"../{s.parent.name}/{s.stem}.html" not in linked]
     assert not unlisted, f"the landing page does not link to {unlisted}"
@@ -127,7 +128,8 @@ def _targets(page: Path):
 
 def _ids(page: Path) -> set[str]:
     soup = _soup(page)
-    return {t["id"] for t in soup.find_all(id=True)} | {t["name"] for t in soup.find_all("a", attrs={"name": True})}
+    return ({t["id"] for t in soup.find_all(id=True)}
+            | {t["name"] for t in soup.find_all("a", attrs={"name": True})})
 
 
 def test_every_internal_link_and_anchor_resolves(site):

@@ -42,7 +42,9 @@ def notebook_label(profile: str, has_widgets: bool) -> nodes.note:
                          "with the "), _code(profile),
               nodes.Text(f" profile ({config.dataset} images of {config.image_size}x"
                          f"{config.image_size} pixels, {config.num_blocks} blocks of width "
-                         f"{config.embed_dim}, {config.epochs} epochs), as CI runs it. With the "), _code("laptop"), nodes.Text(" or "), _code("paper"),
+                         f"{config.embed_dim}, {config.epochs} epochs), as CI runs it. "
+                         "With the "),
+              _code("laptop"), nodes.Text(" or "), _code("paper"),
               nodes.Text(" profile the numbers and pictures differ: run the notebook to see "
                          "yours.")]]
     if has_widgets:

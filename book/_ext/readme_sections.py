@@ -52,7 +52,8 @@ def select(text: str, pattern: str) -> str:
     if not chosen:
         raise ExtensionError(
             f"README.md has no section matching {pattern!r}; its sections are "
-            f"{[title for title, _ in sections]}. Fix the <!-- readme: ... --> line or the heading.")
+            f"{[title for title, _ in sections]}. Fix the <!-- readme: ... --> line or the "
+            "heading.")
     return "\n".join(chosen)
 
 
