@@ -205,6 +205,7 @@ def test_no_solution_is_on_the_site(site):
     assert not [p for p, t in text.items() if "BEGIN SOLUTION" in t]
     pages = " ".join(_text(_soup(p)) for p in files if p.suffix == ".html")
     blocks = [(s.name, b) for s in SOLUTIONS for b in _solution_blocks(s)]
+    assert blocks or not SOLUTIONS, "no solution region found: has the marker convention changed?"
     leaked = [(name, block[:80]) for name, block in blocks if block in pages]
     assert not leaked, f"solution code on the site: {leaked}"
 
