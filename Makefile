@@ -10,7 +10,7 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 # What CI runs: the offline profile, TensorFlow's log noise silenced.
 TEST_ENV := EANET_PROFILE=ci TF_CPP_MIN_LOG_LEVEL=3 PYTHONWARNINGS=ignore::DeprecationWarning
 
-.PHONY: setup lab test exercises clean
+.PHONY: setup lab test exercises clean book
 
 setup: $(STAMP)
 
@@ -29,8 +29,13 @@ test: setup
 	$(TEST_ENV) $(BIN)/python -m pytest --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=600 --timeout=900 tests notebooks solutions exercises
 
+# The course as a website, built offline into _build/book/html (notebooks run once under the ci
+# profile and are cached in _build/book; tests/test_book.py, part of `make test`, checks it).
+book: setup
+	$(TEST_ENV) $(BIN)/python book/build.py
+
 exercises: setup
 	$(BIN)/python -m eanet_course exercises build
 
 clean:
-	rm -rf $(VENV) test-output .pytest_cache
+	rm -rf $(VENV) test-output .pytest_cache _build
