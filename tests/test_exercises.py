@@ -29,7 +29,7 @@ SOLUTION = f'''def f(x):
 
 @pytest.fixture
 def course(tmp_path):
-    """A copy of the course's solutions/, exercises/ and instructor/source/ in a temporary folder."""
+    """A copy of the course's solutions/, exercises/ and instructor/source/ in a temp folder."""
     for folder in ("solutions", "exercises", "instructor/source"):
         shutil.copytree(ROOT / folder, tmp_path / folder)
     return tmp_path
@@ -91,10 +91,11 @@ def test_every_solution_has_its_exercise_and_nbgrader_source():
     assert solutions == sorted(p.stem for p in (ROOT / "exercises").glob("*.ipynb"))
     assert solutions == sorted(p.name for p in (ROOT / "instructor" / "source").iterdir())
     for name in solutions:
-        source = (ROOT / "exercises" / f"{name}.ipynb").read_text()
-        assert "BEGIN SOLUTION" not in source and "END SOLUTION" not in source, name
-        assert "NotImplementedError" in source and "checks.check_" in source, name
-        graded = [grading(c) for c in cells_of(ROOT / "instructor" / "source" / name / f"{name}.ipynb")
+        text = (ROOT / "exercises" / f"{name}.ipynb").read_text()
+        assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text, name
+        assert "NotImplementedError" in text and "checks.check_" in text, name
+        source = ROOT / "instructor" / "source" / name / f"{name}.ipynb"
+        graded = [grading(c) for c in cells_of(source)
                   if grading(c).get("grade") and not grading(c).get("solution")]
         assert graded and all(g["grade_id"].startswith(f"{name[:2]}_check_") for g in graded), name
 
@@ -125,7 +126,8 @@ def test_each_region_becomes_nbgraders_stub_and_nothing_inside_it_leaks(tmp_path
     exercise = tmp_path / "exercises" / "01_twice.ipynb"
     cells = cells_of(exercise)
     assert "Generated from `solutions/01_twice.ipynb`" in cells[0].source
-    assert cells[4].source == 'def f(x):\n    """Doc."""\n    # YOUR CODE HERE\n    raise NotImplementedError()'
+    assert cells[4].source == ('def f(x):\n    """Doc."""\n'
+                               "    # YOUR CODE HERE\n    raise NotImplementedError()")
     assert cells[7].source == "**Your prediction:**\nYOUR ANSWER HERE"
     assert cells[12].source == "**Your findings:**\nYOUR ANSWER HERE"
     assert all("nbgrader" not in c.metadata for c in cells), "the learner's copy stays plain"

@@ -117,12 +117,18 @@ def dependencies(source_nb) -> dict[str, set[str]]:
     return result
 
 
-@pytest.fixture(scope="module")
-def graded_class(tmp_path_factory):
-    """A copy of instructor/, every assignment generated, three students autograded."""
+def copy_course(tmp_path_factory) -> Path:
+    """The course directory as an instructor has it: the config and the generated source."""
     course = tmp_path_factory.mktemp("course")
     shutil.copy(ROOT / "instructor" / "nbgrader_config.py", course)
     shutil.copytree(ROOT / "instructor" / "source", course / "source")
+    return course
+
+
+@pytest.fixture(scope="module")
+def graded_class(tmp_path_factory):
+    """A copy of instructor/, every assignment generated, three students autograded."""
+    course = copy_course(tmp_path_factory)
     nbgrader(course, "generate_assignment", "*")
 
     sources = {name: nbformat.read(course / "source" / name / f"{name}.ipynb", as_version=4)
@@ -204,6 +210,19 @@ def test_each_autograded_cell_gets_the_points_its_answers_deserve(graded_class, 
             assert got == expected, (student, name)
 
 
+def test_written_answers_wait_for_a_manual_grade_and_untouched_ones_score_zero(graded_class):
+    course, sources = graded_class[:2]
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        for name in GRADED:
+            answers = [meta(c)["grade_id"] for c in sources[name].cells
+                       if c.cell_type == "markdown" and meta(c).get("grade")]
+            for gid in answers:
+                ada = gradebook.find_grade(gid, name, name, "ada")
+                bob = gradebook.find_grade(gid, name, name, "bob")
+                assert ada.needs_manual_grade and ada.auto_score is None, (name, gid)
+                assert bob.auto_score == 0 and not bob.needs_manual_grade, (name, gid)
+
+
 def test_the_stubs_score_zero_and_show_the_checkers_feedback(graded_class):
     course = graded_class[0]
     for name in GRADED:
@@ -245,3 +264,19 @@ def test_the_exported_grades_are_the_expected_scores(graded_class):
             expected = (sum(expected_cells(sources, modes, defaults, student, name).values())
                         if name in GRADED else 0)
             assert float(row["score"]) == expected, (name, student, row)
+
+
+def test_release_and_collect_go_through_the_exchange_inside_the_course(tmp_path_factory):
+    course, name = copy_course(tmp_path_factory), GRADED[0]
+    student = tmp_path_factory.mktemp("student")
+    nbgrader(course, "generate_assignment", name)
+    nbgrader(course, "release_assignment", name)
+    assert (course / "exchange" / "eanet-course" / "outbound" / name / f"{name}.ipynb").exists()
+    # The student's side: the course id and the exchange given on the command line.
+    where = ["--course", "eanet-course", f"--Exchange.root={course / 'exchange'}",
+             f"--Exchange.cache={student / 'cache'}"]
+    nbgrader(student, "fetch_assignment", name, *where)
+    nbgrader(student, "submit", name, *where)
+    nbgrader(course, "collect", name)
+    [collected] = (course / "submitted").glob(f"*/{name}/{name}.ipynb")
+    assert collected.read_text() == (student / name / f"{name}.ipynb").read_text()
