@@ -44,6 +44,7 @@ import ast
 import re
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 from nbformat import NotebookNode
@@ -59,7 +60,7 @@ ANSWERS = {"**Your prediction:**": "prediction", "**Your findings:**": "findings
 POINTS = {"checker": 2, "prediction": 1, "findings": 2}
 #: The variable a one-call checker cell keeps its result in, in the nbgrader source.
 FEEDBACK = "feedback"
-_TASK = re.compile(r"^(?P<level>#+)\s*(?P<stars>★+)\s*(?P<kind>Build|Predict|Explore)\b", re.M)
+_TASK = re.compile(r"^#+\s*★+\s*(?P<kind>Build|Predict|Explore)\b", re.M)
 _HEADING = re.compile(r"^(?P<level>#+)\s", re.M)
 
 
@@ -67,8 +68,9 @@ class MissingNbgrader(RuntimeError):
     """nbgrader, which ``exercises build`` and ``check`` use, is not installed."""
 
 
-def _nbgrader():
-    """nbgrader's preprocessors and metadata validator, or a clear error saying how to get them."""
+def _nbgrader() -> SimpleNamespace:
+    """nbgrader's ``ClearSolutions``, ``ClearOutput`` and ``MetadataValidator``, or a clear error
+    saying how to install them."""
     try:
         from nbgrader.nbgraderformat import MetadataValidator
         from nbgrader.preprocessors import ClearOutput, ClearSolutions
@@ -76,10 +78,11 @@ def _nbgrader():
         raise MissingNbgrader(
             "exercises build and check use nbgrader's preprocessors, which are not installed "
             f"({error}). Install the instructor extra: pip install -e '.[instructor]' "
-            "(nbgrader 0.9 needs Python 3.11 or newer; this is Python "
+            "(nbgrader 0.9.6 and later need Python 3.11 or newer; this is Python "
             f"{sys.version.split()[0]}). Learners do not need it: exercises/ is committed."
         ) from error
-    return ClearSolutions, ClearOutput, MetadataValidator
+    return SimpleNamespace(ClearSolutions=ClearSolutions, ClearOutput=ClearOutput,
+                           MetadataValidator=MetadataValidator)
 
 
 def _root(root: str | Path | None) -> Path:
@@ -261,7 +264,7 @@ def annotated(solution_path: str | Path) -> NotebookNode:
     if not regions:
         raise ValueError(f"{path.name} has no {BEGIN} ... {END} region; mark the "
                          "code the learner should write.")
-    _nbgrader()[2]().validate_nb(nb)
+    _nbgrader().MetadataValidator().validate_nb(nb)
     return nb
 
 
@@ -303,7 +306,7 @@ def _answer_regions(nb: NotebookNode) -> None:
 
 
 def _clear_outputs(nb: NotebookNode) -> NotebookNode:
-    return _nbgrader()[1]().preprocess(nb, {})[0]
+    return _nbgrader().ClearOutput().preprocess(nb, {})[0]
 
 
 def _source_notebook(solution_path: str | Path) -> NotebookNode:
@@ -332,10 +335,9 @@ def source_text(solution_path: str | Path) -> str:
 def exercise_text(solution_path: str | Path) -> str:
     """The exercise notebook, as text, that ``solution_path`` generates."""
     solution_path = Path(solution_path)
-    clear_solutions = _nbgrader()[0]
     exercise = annotated(solution_path)
     _answer_regions(exercise)
-    exercise = clear_solutions().preprocess(exercise, {})[0]
+    exercise = _nbgrader().ClearSolutions().preprocess(exercise, {})[0]
     exercise = _clear_outputs(exercise)
     for cell in exercise.cells:
         cell.metadata.pop("nbgrader", None)

@@ -14,7 +14,7 @@ from eanet_course.checks import CheckResult
 from eanet_course.exercises import BEGIN, END, POINTS
 
 pytest.importorskip("nbgrader", reason="exercises build uses nbgrader: the [instructor] extra "
-                                       "(nbgrader 0.9 needs Python 3.11+)")
+                                       "(nbgrader 0.9.6+, Python 3.11+)")
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "y = 2 * x  # the secret recipe"
