@@ -24,11 +24,11 @@ compares bytes):
    manually graded ``solution`` + ``grade`` cells, the code cells of a ★★★ Explore scaffold
    free (the learner edits them), every other cell ``locked``;
 2. ``instructor/source/NN_<topic>/NN_<topic>.ipynb``, the nbgrader source: outputs cleared,
-   each checker cell becomes ``feedback = checks.check_x(f)``, a hidden test
-   (``### BEGIN HIDDEN TESTS``) ``assert feedback, feedback.message``, then ``feedback`` on
-   display. nbgrader's release drops the hidden test, so the learner sees the checker's friendly
-   feedback and nothing raises; its autograder restores it, so a failed check raises (0 points)
-   with the feedback as the error's message. Each answer cell's text sits in a solution region;
+   each checker cell becomes ``feedback = checks.check_x(f)``, ``display(feedback)``, then an
+   ``assert feedback`` whose message points at the feedback: the student still sees the
+   checker's friendly feedback, and a check that fails raises, which is how nbgrader scores a
+   test cell (and how its Validate button finds it). Each answer cell's text sits in a solution
+   region;
 3. ``exercises/NN_<topic>.ipynb``, the learner's self-study copy: nbgrader's own
    ``ClearSolutions`` and ``ClearOutput`` preprocessors, nbgrader's metadata dropped, cells left
    editable, and a note on top saying where the file comes from. Nothing inside a solution region
@@ -53,7 +53,6 @@ __all__ = ["BEGIN", "END", "POINTS", "MissingNbgrader", "annotated", "build", "e
            "solution_text", "source_text", "stale"]
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 #: The labels that open a manually graded answer cell, and its kind.
 ANSWERS = {"**Your prediction:**": "prediction", "**Your findings:**": "findings"}
 #: Points per graded cell: an autograded checker cell, a prediction, a findings cell.
@@ -316,14 +315,14 @@ def _source_notebook(solution_path: str | Path) -> NotebookNode:
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
         if cell.cell_type == "code" and meta.get("grade"):
-            variable = _checker_cell(cell.source, "")[1]
+            checker, variable = _checker_cell(cell.source, "")
             # The call's statement alone (without a display of `variable` after it).
             call = ast.get_source_segment(cell.source, _parse(cell.source).body[0])
             if variable is None:
                 variable, call = FEEDBACK, f"{FEEDBACK} = {call}"
-            # Asserted before it is shown: a pass shows the feedback, a failure raises with it.
-            cell.source = "\n".join([call, HIDDEN_BEGIN, f"assert {variable}, {variable}.message",
-                                     HIDDEN_END, variable])
+            cell.source = "\n".join([call, f"display({variable})",
+                                     f'assert {variable}, "{checker} has not passed: see its '
+                                     'feedback above."'])
     return _clear_outputs(nb)
 
 
