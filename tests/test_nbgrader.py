@@ -76,9 +76,14 @@ def plan(source_nb, modes):
 
 
 def submission(release_nb, source_nb, mode_of) -> nbformat.NotebookNode:
-    """The release notebook with each answer cell written according to ``mode_of(grade_id)``."""
+    """The release notebook with each answer cell written according to ``mode_of(grade_id)``.
+
+    The students leave out the ★★★ Explore scaffold (the only cells nbgrader lets them delete):
+    its training runs would cost this test minutes and grade nothing.
+    """
     answers = {meta(c)["grade_id"]: c.source for c in source_nb.cells if meta(c).get("solution")}
     nb = nbformat.from_dict(release_nb)
+    nb.cells = [c for c in nb.cells if c.cell_type != "code" or meta(c)]
     for cell in nb.cells:
         gid, mode = meta(cell).get("grade_id"), mode_of(meta(cell).get("grade_id"))
         if not meta(cell).get("solution") or mode == "stub":
