@@ -23,9 +23,9 @@ c.Exchange.cache = os.path.join(here, "exchange", ".cache")
 # Each cell of a submission gets at most this many seconds when autograding: an answer that
 # loops forever costs its cell's points, and grading goes on with the next cell.
 c.ExecutePreprocessor.timeout = 120
-# After that limit nbgrader interrupts the kernel; a TensorFlow op finishes before the interrupt
-# lands, and nbclient's default 4 s wait for the kernel then fails the whole submission. 30 s
-# lets it recover and grade the other cells.
+# After that limit nbgrader interrupts the kernel. A kernel busy in TensorFlow can take longer
+# than nbclient's default 4 s to answer, and the whole submission then fails to grade; with
+# 30 s it is graded, the slow cell counting as an error.
 c.ExecutePreprocessor.iopub_timeout = 30
 
 # Autograding runs each notebook top to bottom: the ci profile (the offline digits, a small
