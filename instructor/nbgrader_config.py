@@ -11,7 +11,7 @@ c = get_config()  # noqa: F821 -- provided by Jupyter's config loader
 here = os.path.dirname(os.path.abspath(__file__))
 
 c.CourseDirectory.course_id = "eanet-course"
-# Everything nbgrader writes stays in this folder, wherever it is run from: the gradebook, the
+# Everything nbgrader writes stays in this folder: the gradebook, the
 # release/, submitted/, autograded/ and feedback/ folders, and the exchange that
 # `release_assignment` and `collect` use (on a shared JupyterHub, point Exchange.root at the
 # hub's exchange instead).
