@@ -1,6 +1,7 @@
 # Two commands: `make lab` opens the course, `make test` runs every test.
 # Both set the environment up first (`make setup`, idempotent: it reinstalls only when
-# pyproject.toml changes).
+# pyproject.toml changes). The [instructor] extra (nbgrader) comes along where the Python allows
+# it (3.11 or newer); its tests skip elsewhere.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,14 +11,14 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 # What CI runs: the offline profile, TensorFlow's log noise silenced.
 TEST_ENV := EANET_PROFILE=ci TF_CPP_MIN_LOG_LEVEL=3 PYTHONWARNINGS=ignore::DeprecationWarning
 
-.PHONY: setup lab test exercises clean book
+.PHONY: setup lab test exercises instructor clean book
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,instructor]"
 	touch $(STAMP)
 
 lab: setup
@@ -36,6 +37,16 @@ book: setup
 
 exercises: setup
 	$(BIN)/python -m eanet_course exercises build
+
+# Instructors: every assignment of the nbgrader course in instructor/ generated into
+# instructor/release/, ready to hand out (see "For instructors" in the README).
+instructor: setup
+	@$(BIN)/python -c "import nbgrader" 2>/dev/null || { echo "nbgrader is not installed:" \
+		"it needs Python 3.11 or newer (make clean && make PYTHON=python3.11 instructor)"; exit 1; }
+	$(BIN)/python -m eanet_course exercises check
+	cd instructor && PATH="$(abspath $(BIN)):$$PATH" nbgrader generate_assignment --force "*"
+	@echo "Released copies: instructor/release/. Next: cd instructor, then nbgrader autograde," \
+		"generate_feedback, export with $(abspath $(BIN)) on the PATH."
 
 clean:
 	rm -rf $(VENV) test-output .pytest_cache _build

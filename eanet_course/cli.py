@@ -78,17 +78,23 @@ def _bench(args: argparse.Namespace) -> int:
 def _exercises(args: argparse.Namespace) -> int:
     from eanet_course import exercises
 
-    if args.action == "build":
-        for path in exercises.build():
-            print(f"wrote {path}")
-        return 0
-    stale = exercises.stale()
+    try:
+        if args.action == "build":
+            written = exercises.build()
+            for path in written:
+                print(f"wrote {path}")
+            print(f"{len(written)} file(s) written; the others were up to date.")
+            return 0
+        stale = exercises.stale()
+    except exercises.MissingNbgrader as error:
+        print(error, file=sys.stderr)
+        return 2
     for name in stale:
         print(f"stale or missing: {name}")
     if stale:
         print("Run `python -m eanet_course exercises build` and commit the result.")
         return 1
-    print("Exercises are up to date.")
+    print("Exercises, nbgrader metadata and instructor/source/ are up to date.")
     return 0
 
 
