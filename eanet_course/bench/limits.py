@@ -39,7 +39,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from eanet_course.config import EANetConfig
-from eanet_course.paths import atomic_write, eanet_home
+from eanet_course.bench.attention import _out_dir
+from eanet_course.paths import atomic_write
 from eanet_course.tasks import TASKS, TILE, TaskData, make_task
 
 __all__ = ["FULL", "MODELS", "QUICK", "Plan", "gaps", "load", "plot", "run", "summary", "sweep"]
@@ -118,6 +119,21 @@ class Plan:
             batch_size=self.batch_size, epochs=self.epochs, learning_rate=self.learning_rate,
             weight_decay=self.weight_decay, label_smoothing=0.0, seed=0,
         )
+
+    @classmethod
+    def for_profile(cls, config: EANetConfig, grids: Mapping[str, tuple[int, ...]],
+                    batches: int = 16) -> "Plan":
+        """A one-seed plan with a profile's model and budget: its width, heads, blocks,
+        optimizer, batch size and epochs, ``batches`` batches of training images per epoch, and
+        its memory size (``S`` per head) as the only ``S``.
+        """
+        return cls(grids=grids, seeds=(config.seed,),
+                   memory_units=(config.memory_units or config.embed_dim // config.dim_coefficient,),
+                   train_size=batches * config.batch_size, test_size=512, epochs=config.epochs,
+                   batch_size=config.batch_size, embed_dim=config.embed_dim,
+                   mlp_dim=config.mlp_dim, num_heads=config.num_heads,
+                   dim_coefficient=config.dim_coefficient, num_blocks=config.num_blocks,
+                   learning_rate=config.learning_rate, weight_decay=config.weight_decay)
 
     @property
     def trainings(self) -> int:
@@ -277,10 +293,6 @@ def plot(results: dict) -> plt.Figure:
     return figure
 
 
-def _out_dir(out_dir: str | Path | None) -> Path:
-    return Path(out_dir) if out_dir is not None else eanet_home() / "bench"
-
-
 def run(quick: bool = False, out_dir: str | Path | None = None, *,
         plan: Plan | None = None) -> dict:
     """Train the map, print progress and the table, save ``limits.json/.txt/.png``.
@@ -293,13 +305,11 @@ def run(quick: bool = False, out_dir: str | Path | None = None, *,
     Returns:
         ``{"quick", "plan", "wall_time_s", "tasks": [...]}``, ``tasks`` as :func:`sweep`.
     """
-    if plan is None:
-        plan, label = (QUICK, "quick") if quick else (FULL, "full")
-    elif isinstance(plan, Plan):
-        label = "custom plan"
-    else:
+    if plan is not None and not isinstance(plan, Plan):
         raise TypeError(f"plan must be an eanet_course.bench.limits.Plan, "
                         f"not {type(plan).__name__}.")
+    label = "custom plan" if plan is not None else "quick" if quick else "full"
+    plan = plan or (QUICK if quick else FULL)
     out = _out_dir(out_dir)
     print(f"Limits benchmark ({label}): {plan.trainings} models to train, tasks "
           f"{', '.join(plan.grids)}; {plan.train_size} training images, {plan.epochs} epochs, "
