@@ -13,7 +13,7 @@ The tasks differ in what a model must combine across patches:
   This is the control.
 * ``repeat``: does some digit appear on two tiles (label 1) or are all tiles different digits
   (label 0)? Needs ``N <= 10``. A pair of patches must meet: averaged per-patch features have the
-  same mean under both labels, so a linear classifier on them is at chance.
+  same mean under both labels, so a linear classifier on them can do little better than chance.
 * ``lookup``: the marked tile shows a digit ``p``; the label is the digit on the ``p``-th *other*
   tile in reading order. Needs ``N <= 10``. The marked patch must address another one.
 * ``relation``: two tiles are marked; are they the same digit (label 1) or not (label 0)? The
