@@ -271,20 +271,23 @@ def summary(results: dict) -> str:
 
 
 def plot(results: dict) -> plt.Figure:
-    """One panel per task: mean accuracy against N, a line per model and S, chance dashed."""
+    """One panel per task: accuracy against N (mean, bars: std over seeds), a line per model and
+    S, chance dashed."""
     tasks = list(dict.fromkeys(row["task"] for row in results["tasks"]))
     figure, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        rows = [r for r in results["tasks"] if r["task"] == task]
+        rows = sorted((r for r in results["tasks"] if r["task"] == task), key=lambda r: r["N"])
         ns = sorted({r["N"] for r in rows})
         for model, style in zip(MODELS, ("-o", "--s", ":^")):
             if model not in rows[0]:
                 continue
-            for s in sorted({r["S"] for r in rows}) if model != "self" else [rows[0]["S"]]:
-                means = [statistics.fmean(next(r for r in rows if r["N"] == n and r["S"] == s)
-                                          [model]["accuracy"]) for n in ns]
-                label = model if model == "self" else f"{model} S={s}"
-                ax.plot(ns, means, style, label=label, alpha=0.85)
+            # self-attention's runs are the same on every S row: one line, from any row
+            for s in sorted({r["S"] for r in rows}) if model != "self" else [None]:
+                runs = {r["N"]: r[model]["accuracy"] for r in rows if s in (None, r["S"])}
+                label = model if s is None else f"{model} S={s}"
+                ax.errorbar(list(runs), [statistics.fmean(a) for a in runs.values()], fmt=style,
+                            yerr=[statistics.pstdev(a) for a in runs.values()], capsize=3,
+                            label=label, alpha=0.85)
         ax.axhline(rows[0]["chance"], color="grey", linestyle="--", linewidth=1, label="chance")
         ax.set(title=task, xlabel="N (patches)", ylabel="test accuracy", ylim=(0, 1.02),
                xticks=ns)
