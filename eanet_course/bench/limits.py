@@ -274,10 +274,12 @@ def plot(results: dict) -> plt.Figure:
     """One panel per task: accuracy against N (mean, bars: std over seeds), a line per model and
     S, chance dashed."""
     tasks = list(dict.fromkeys(row["task"] for row in results["tasks"]))
+    all_s = sorted({row["S"] for row in results["tasks"]})
+    lines = [(m, s) for m in MODELS for s in (all_s if m != "self" else [None])]
+    colours = {line: f"C{i % 10}" for i, line in enumerate(lines)}  # the same in every panel
     figure, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         rows = sorted((r for r in results["tasks"] if r["task"] == task), key=lambda r: r["N"])
-        ns = sorted({r["N"] for r in rows})
         for model, style in zip(MODELS, ("-o", "--s", ":^")):
             if model not in rows[0]:
                 continue
@@ -287,11 +289,15 @@ def plot(results: dict) -> plt.Figure:
                 label = model if s is None else f"{model} S={s}"
                 ax.errorbar(list(runs), [statistics.fmean(a) for a in runs.values()], fmt=style,
                             yerr=[statistics.pstdev(a) for a in runs.values()], capsize=3,
-                            label=label, alpha=0.85)
+                            color=colours[(model, s)], label=label, alpha=0.85)
         ax.axhline(rows[0]["chance"], color="grey", linestyle="--", linewidth=1, label="chance")
         ax.set(title=task, xlabel="N (patches)", ylabel="test accuracy", ylim=(0, 1.02),
-               xticks=ns)
-    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+               xticks=sorted({r["N"] for r in rows}))
+    legend = {}
+    for ax in axes[0]:
+        legend.update(zip(*reversed(ax.get_legend_handles_labels())))
+    axes[0][-1].legend(legend.values(), legend.keys(), fontsize=7, loc="center left",
+                       bbox_to_anchor=(1.02, 0.5))
     figure.tight_layout()
     return figure
 
