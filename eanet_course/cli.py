@@ -69,6 +69,8 @@ def _train(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     if args.what == "attention":
         from eanet_course.bench.attention import run
+    elif args.what == "limits":
+        from eanet_course.bench.limits import run
     else:
         from eanet_course.bench.training import run
     run(quick=args.quick, out_dir=args.out_dir)
@@ -187,9 +189,11 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks (timings, not tests)",
                                 description="Benchmarks; they print figures and write JSON.")
-    bench.add_argument("what", choices=["attention", "train"],
+    bench.add_argument("what", choices=["attention", "train", "limits"],
                        help="attention: external vs self-attention as N grows; "
-                            "train: the course's training step vs the Keras example's")
+                            "train: the course's training step vs the Keras example's; "
+                            "limits: what external attention can learn across patches, "
+                            "against self-attention (digit-tile tasks)")
     bench.add_argument("--quick", action="store_true", help="a shorter run")
     bench.add_argument("--out", "--out-dir", dest="out_dir", metavar="DIR",
                        help="where results go (default: $EANET_HOME/bench)")
