@@ -12,9 +12,9 @@ NOTEBOOKS = sorted(
 )
 
 
-def test_the_course_has_its_ten_notebooks_in_order():
+def test_the_course_has_its_eleven_notebooks_in_order():
     names = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
-    assert [n[:2] for n in names] == [f"{i:02d}" for i in range(10)], names
+    assert [n[:2] for n in names] == [f"{i:02d}" for i in range(11)], names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -38,6 +38,12 @@ def test_each_notebook_links_to_the_next_one():
     for name, following in zip(names, names[1:]):
         links = [pathlib.PurePosixPath(t).name for t in _notebook_links(ROOT / "notebooks" / name)]
         assert following in links, f"notebooks/{name} does not link to {following}: {links}"
+
+
+def test_each_notebook_links_to_its_exercise():
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        assert f"../exercises/{path.name}" in _notebook_links(path), (
+            f"notebooks/{path.name} does not link to its exercise ../exercises/{path.name}")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name}")
