@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from eanet_course.validation import is_integer
+
 __all__ = ["TASKS", "Task", "TaskData", "make_images", "make_task"]
 
 TILE = 8  # pixels per side of a digit tile, and the patch size that makes one tile one patch
@@ -83,7 +85,7 @@ class TaskData:
 def _check(task: str, grid: int, size: int) -> Task:
     if task not in TASKS:
         raise ValueError(f"Unknown task {task!r}; choose one of {sorted(TASKS)}.")
-    if not isinstance(grid, int) or isinstance(grid, bool) or grid < 2:
+    if not is_integer(grid) or grid < 2:
         raise ValueError(f"grid={grid!r} must be an integer >= 2 (N = grid * grid patches).")
     spec = TASKS[task]
     if spec.max_patches is not None and grid * grid > spec.max_patches:
@@ -92,7 +94,7 @@ def _check(task: str, grid: int, size: int) -> Task:
             f"{CLASSES} digits), got grid={grid} (N = {grid * grid}); use grid <= "
             f"{int(spec.max_patches ** 0.5)} or another task."
         )
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+    if not is_integer(size) or size < 1:
         raise ValueError(f"size={size!r} must be a positive integer (images to make).")
     return spec
 

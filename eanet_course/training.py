@@ -48,6 +48,7 @@ from eanet_course.config import EANetConfig
 from eanet_course.data import make_datasets
 from eanet_course.models import build_eanet, compile_model
 from eanet_course.paths import atomic_write, eanet_home
+from eanet_course.validation import is_integer
 
 __all__ = ["STRATEGIES", "RunFolderBusy", "TrainResult", "default_run_dir", "load_or_train",
            "make_strategy", "train"]
@@ -311,8 +312,7 @@ def _validate(config, epochs, strategy, callbacks, verbose, run_dir: Path | None
     """Every argument of :func:`train` checked before anything is created."""
     if not isinstance(config, EANetConfig):
         raise ValueError(f"config must be an EANetConfig (see get_profile), got {type(config)}.")
-    if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool)
-                               or epochs < 1):
+    if epochs is not None and (not is_integer(epochs) or epochs < 1):
         raise ValueError(f"epochs={epochs!r} must be a positive integer.")
     if strategy is not None and not isinstance(strategy, tf.distribute.Strategy):
         raise ValueError(f"strategy must be a tf.distribute.Strategy or None, got {strategy!r}; "
@@ -448,8 +448,7 @@ def make_strategy(name: str, replicas: int | None = None) -> tf.distribute.Strat
     """
     if name not in STRATEGIES:
         raise ValueError(f"Unknown strategy {name!r}; choose one of {list(STRATEGIES)}.")
-    if replicas is not None and (name != "mirrored" or not isinstance(replicas, int)
-                                 or isinstance(replicas, bool) or replicas < 1):
+    if replicas is not None and (name != "mirrored" or not is_integer(replicas) or replicas < 1):
         raise ValueError(f"replicas={replicas!r}: a positive integer, for strategy 'mirrored' "
                          "only.")
     if name == "none":

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from eanet_course.checks._core import hints_seen
+from eanet_course.validation import is_integer
 
 HINTS: dict[str, tuple[str, str, str]] = {
     "standardize": (
@@ -217,7 +218,7 @@ def hint(exercise: str, level: int = 1) -> Hint:
     if name not in HINTS:
         raise ValueError(f"No hints for {exercise!r}; the exercises with hints are: "
                          f"{', '.join(sorted(HINTS))}.")
-    if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 3:
+    if not is_integer(level) or not 1 <= level <= 3:
         raise ValueError(f"level={level!r}: hints come in levels 1 (the idea), 2 (the steps) "
                          "and 3 (nearly the code).")
     hints_seen[name] = max(hints_seen.get(name, 0), level)
