@@ -116,6 +116,9 @@ def test_run_reports_the_share_of_the_matmul_rate(tmp_path, monkeypatch):
     assert results["matmul_share"] == pytest.approx(
         results["course_flops_per_s"] / results["matmul_flops_per_s"])
     assert 0 < results["matmul_share"] < 1
+    assert results["course_cpu_s_per_step"] > 0 and results["cpu_ratio"] == pytest.approx(
+        results["example_cpu_s_per_step"] / results["course_cpu_s_per_step"])
+    assert results["example_step_flops"] == step  # the same function, the same products
     ops = results["trace"]["op_seconds_by_type"]
     # oneDNN's kernels keep their own names (_MklMatMul, _MklSoftmax) in the trace.
     assert any("MatMul" in kind and t > 0 for kind, t in ops.items())

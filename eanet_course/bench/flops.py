@@ -61,7 +61,8 @@ def _op_flops(op) -> int:
 
 
 def _layer_of(op_name: str, model_name: str) -> str:
-    """``eanet_1/block_0_1/attention_1/to_heads_1/Tensordot/MatMul`` -> ``block_0/attention/to_heads``."""
+    """``eanet_1/block_0_1/attention_1/to_heads_1/Tensordot/MatMul`` becomes
+    ``block_0/attention/to_heads``."""
     scopes = op_name.split("/")[:-1]
     if scopes and scopes[0].startswith(model_name):
         scopes = scopes[1:]

@@ -51,17 +51,23 @@ __all__ = ["run", "op_time_by_type"]
 
 
 class _StepTimes(keras.callbacks.Callback):
-    """Wall time of every training step of a ``fit``, in seconds."""
+    """Wall time and process CPU time (all threads) of every training step of a ``fit``, in s.
+
+    On a shared machine the wall time moves with the other processes' load; the CPU time the
+    step itself spends moves much less, so a ratio of CPU times is the steadier comparison.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.seconds: list[float] = []
+        self.cpu_seconds: list[float] = []
 
     def on_train_batch_begin(self, batch, logs=None):
-        self._start = time.perf_counter()
+        self._start, self._cpu_start = time.perf_counter(), time.process_time()
 
     def on_train_batch_end(self, batch, logs=None):
         self.seconds.append(time.perf_counter() - self._start)
+        self.cpu_seconds.append(time.process_time() - self._cpu_start)
 
 
 class _Profile(keras.callbacks.Callback):
@@ -87,11 +93,12 @@ class _Recipe:
     model: keras.Model
     fit: Callable[[int, list], None]
 
-    def time(self, steps: int, callbacks: Sequence[keras.callbacks.Callback] = ()) -> list[float]:
-        """Seconds of each of ``steps`` training steps, after one more that is left out."""
+    def time(self, steps: int, callbacks: Sequence[keras.callbacks.Callback] = ()) -> _StepTimes:
+        """Times of ``steps`` training steps, after one more that is left out."""
         times = _StepTimes()
         self.fit(steps + 1, [times, *callbacks])
-        return times.seconds[1:]
+        del times.seconds[0], times.cpu_seconds[0]
+        return times
 
 
 def _course(config, x: np.ndarray, y: np.ndarray) -> _Recipe:
@@ -165,7 +172,7 @@ def run(quick: bool = False, out_dir: str | Path | None = None,
         trace_dir: str | Path | None = None) -> dict:
     """Measure and print both throughputs, against the machine's limit, and the ``ci`` result.
 
-    The two recipes are timed in alternating rounds (example, matmul rate, course, ...), so
+    The two recipes are timed in alternating rounds (example, course, matmul rate, ...), so
     that a change in the machine's load falls on both; each figure is the median over rounds.
 
     Args:
@@ -178,11 +185,13 @@ def run(quick: bool = False, out_dir: str | Path | None = None,
 
     Returns:
         ``{"machine", "quick", "batch_size", "steps", "rounds", "course_images_per_s",
-        "example_images_per_s", "ratio", "step_flops", "matmul_flops_per_s",
+        "example_images_per_s", "ratio", "example_cpu_s_per_step", "course_cpu_s_per_step",
+        "cpu_ratio", "step_flops", "example_step_flops", "matmul_flops_per_s",
         "course_flops_per_s", "matmul_share", "ci": {"test_accuracy", "wall_time_s", "epochs"}}``
         plus ``"trace": {"dir", "op_seconds_by_type"}`` with ``trace_dir``.
-        ``matmul_share`` is the course step's FLOP/s over the matmul rate: the fraction of the
-        machine's matrix-product limit the step reaches.
+        ``matmul_share`` is the course step's FLOP/s (its own graph's FLOPs per step, times steps
+        per second) over the matmul rate: the fraction of the machine's matrix-product limit the
+        step reaches.
     """
     config = get_profile("paper")
     steps, rounds = (3, 1) if quick else (8, 3)
@@ -198,22 +207,31 @@ def run(quick: bool = False, out_dir: str | Path | None = None,
     with tf.device("/CPU:0"):
         example, course = _keras_example(config, x, y), _course(config, x, y)
         step_flops = training_step_flops(course.model, config.batch_size)
-        example_seconds, course_seconds, rates = [], [], []
+        example_flops = training_step_flops(example.model, config.batch_size)
+        example_times, course_times, rates = _StepTimes(), _StepTimes(), []
         for _ in range(rounds):
-            example_seconds += example.time(steps)
+            for recipe, times in ((example, example_times), (course, course_times)):
+                measured = recipe.time(steps)
+                times.seconds += measured.seconds
+                times.cpu_seconds += measured.cpu_seconds
             rates.append(matmul_rate())
-            course_seconds += course.time(steps)
-    example_ips = config.batch_size / statistics.median(example_seconds)
-    course_ips = config.batch_size / statistics.median(course_seconds)
+    example_ips = config.batch_size / statistics.median(example_times.seconds)
+    course_ips = config.batch_size / statistics.median(course_times.seconds)
+    example_cpu = statistics.median(example_times.cpu_seconds)
+    course_cpu = statistics.median(course_times.cpu_seconds)
     rate = statistics.median(rates)
     course_rate = step_flops * course_ips / config.batch_size
     share = course_rate / rate
     ratio = course_ips / example_ips
     print(f"  Keras example (augmentation in the model, fit on NumPy): {example_ips:8.1f} images/s")
     print(f"  course (tf.data augmentation, model alone):              {course_ips:8.1f} images/s")
-    print(f"  ratio course / example: {ratio:.2f}x (target >= 1.3x)")
-    print(f"  one training step: {step_flops / 1e9:.1f} GFLOP ({step_flops / config.batch_size / 1e9:.2f} "
-          "GFLOP per image: 3 x the matrix products of the forward pass)")
+    print(f"  ratio course / example: {ratio:.2f}x (target >= 1.3x); in CPU seconds per step "
+          f"(steadier under load): {example_cpu:.2f} / {course_cpu:.2f} = "
+          f"{example_cpu / course_cpu:.2f}x")
+    per_image = step_flops / config.batch_size
+    print(f"  one training step: {step_flops / 1e9:.1f} GFLOP ({per_image / 1e9:.2f} GFLOP per "
+          "image: 3 x the matrix products of the forward pass); the example's: "
+          f"{example_flops / 1e9:.1f} GFLOP")
     print(f"  the machine's fp32 matmul (2048 x 2048): {rate / 1e9:.1f} GFLOP/s")
     print(f"  the course's step: {course_rate / 1e9:.1f} GFLOP/s, {share:.1%} of the matmul rate "
           "(target >= 30%)")
@@ -221,7 +239,10 @@ def run(quick: bool = False, out_dir: str | Path | None = None,
     results = {
         "machine": _machine(), "quick": quick, "batch_size": config.batch_size, "steps": steps,
         "rounds": rounds, "course_images_per_s": course_ips, "example_images_per_s": example_ips,
-        "ratio": ratio, "step_flops": step_flops, "matmul_flops_per_s": rate,
+        "ratio": ratio, "example_cpu_s_per_step": example_cpu,
+        "course_cpu_s_per_step": course_cpu, "cpu_ratio": example_cpu / course_cpu,
+        "step_flops": step_flops, "example_step_flops": example_flops,
+        "matmul_flops_per_s": rate,
         "course_flops_per_s": course_rate, "matmul_share": share,
     }
     if trace_dir is not None:
