@@ -67,13 +67,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.trace is not None and args.what != "train":
+        raise ValueError("--trace DIR profiles the training step: use it with `bench train`.")
+    options = {"trace_dir": args.trace} if args.trace is not None else {}
     if args.what == "attention":
         from eanet_course.bench.attention import run
     elif args.what == "limits":
         from eanet_course.bench.limits import run
     else:
         from eanet_course.bench.training import run
-    run(quick=args.quick, out_dir=args.out_dir)
+    run(quick=args.quick, out_dir=args.out_dir, **options)
     return 0
 
 
@@ -197,6 +200,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="a shorter run")
     bench.add_argument("--out", "--out-dir", dest="out_dir", metavar="DIR",
                        help="where results go (default: $EANET_HOME/bench)")
+    bench.add_argument("--trace", metavar="DIR",
+                       help="train only: write a TensorBoard profiler trace of two steps to DIR "
+                            "and print the time by op type")
     bench.set_defaults(handler=_bench)
 
     exercises = commands.add_parser("exercises", help="generate or check exercises/",

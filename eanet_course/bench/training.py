@@ -9,8 +9,15 @@ architecture and batch (N = 256 patches, 8 blocks, batch 128):
 * **the course**: :func:`build_eanet` without those layers, fed by :func:`make_datasets`'s
   ``tf.data`` pipeline (augmentation outside the model, on raw pixels, prefetched).
 
-Each is timed per step with a Keras callback: the median step after the first (which traces the
-graph), as images per second, and the ratio of the two.
+Each is timed per step with a Keras callback, the two in alternating rounds on the same
+models: the median step (the first of every ``fit`` left out), as images per second, and the
+ratio of the two.
+
+Then the step against the machine's limit (:mod:`eanet_course.bench.flops`): the FLOPs of one
+training step counted from the model's matrix products, the machine's float32 matmul rate
+measured in every round, and ``matmul_share``, the fraction of that rate the course's step
+reaches. ``--trace DIR`` adds a TensorBoard profiler trace of two course steps and a table of
+their op time by op type (:func:`op_time_by_type`).
 
 The images are random ``uint8`` arrays of CIFAR's shape: a timing benchmark, not data.
 Then it trains the ``ci`` profile from scratch on digits and prints its test accuracy and wall
@@ -23,6 +30,8 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -30,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from eanet_course.bench.attention import _machine
+from eanet_course.bench.flops import matmul_rate, training_step_flops
 from eanet_course.bench.keras_example import build_keras_example
 from eanet_course.config import get_profile
 from eanet_course.data import keras_example_augmentation, make_datasets
@@ -37,61 +47,154 @@ from eanet_course.models import build_eanet, compile_model
 from eanet_course.paths import atomic_write, eanet_home
 from eanet_course.training import train
 
-__all__ = ["run"]
+__all__ = ["run", "op_time_by_type"]
 
 
 class _StepTimes(keras.callbacks.Callback):
-    """Wall time of every training step of a ``fit``, in seconds."""
+    """Wall time and process CPU time (all threads) of every training step of a ``fit``, in s.
+
+    On a shared machine the wall time moves with the other processes' load; the CPU time the
+    step itself spends moves much less, so a ratio of CPU times is the steadier comparison.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.seconds: list[float] = []
+        self.cpu_seconds: list[float] = []
 
     def on_train_batch_begin(self, batch, logs=None):
-        self._start = time.perf_counter()
+        self._start, self._cpu_start = time.perf_counter(), time.process_time()
 
     def on_train_batch_end(self, batch, logs=None):
         self.seconds.append(time.perf_counter() - self._start)
-
-    def images_per_second(self, batch_size: int) -> float:
-        """Images per second of the median step, the first one (tracing) left out."""
-        return batch_size / statistics.median(self.seconds[1:])
+        self.cpu_seconds.append(time.process_time() - self._cpu_start)
 
 
-def _course(config, x: np.ndarray, y: np.ndarray, steps: int) -> float:
+class _Profile(keras.callbacks.Callback):
+    """A TensorBoard profiler trace of the training steps ``first`` to ``last`` of a ``fit``."""
+
+    def __init__(self, logdir: str | Path, first: int, last: int) -> None:
+        super().__init__()
+        self.logdir, self.first, self.last = str(logdir), first, last
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == self.first:
+            tf.profiler.experimental.start(self.logdir)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == self.last:
+            tf.profiler.experimental.stop()
+
+
+@dataclass
+class _Recipe:
+    """A compiled model and how to ``fit`` it for some steps; :meth:`time` gives step seconds."""
+
+    model: keras.Model
+    fit: Callable[[int, list], None]
+
+    def time(self, steps: int, callbacks: Sequence[keras.callbacks.Callback] = ()) -> _StepTimes:
+        """Times of ``steps`` training steps, after one more that is left out."""
+        times = _StepTimes()
+        self.fit(steps + 1, [times, *callbacks])
+        del times.seconds[0], times.cpu_seconds[0]
+        return times
+
+
+def _course(config, x: np.ndarray, y: np.ndarray) -> _Recipe:
     train_ds = make_datasets(config, arrays=((x, y), (x[:1], y[:1]))).train.repeat()
     model = compile_model(build_eanet(config), config)
-    times = _StepTimes()
-    model.fit(train_ds, steps_per_epoch=steps + 1, epochs=1, shuffle=False, verbose=0,
-              callbacks=[times])
-    return times.images_per_second(config.batch_size)
+    return _Recipe(model, lambda steps, callbacks: model.fit(
+        train_ds, steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0, callbacks=callbacks))
 
 
-def _keras_example(config, x: np.ndarray, y: np.ndarray, steps: int) -> float:
+def _keras_example(config, x: np.ndarray, y: np.ndarray) -> _Recipe:
     augment = keras_example_augmentation(x, config.dataset, config.seed)
     model = compile_model(build_keras_example(config, augment), config)
     labels = keras.utils.to_categorical(y, config.num_classes)
-    times = _StepTimes()
-    n = (steps + 1) * config.batch_size
-    model.fit(x[:n], labels[:n], batch_size=config.batch_size, epochs=1, verbose=0,
-              callbacks=[times])
-    return times.images_per_second(config.batch_size)
+    return _Recipe(model, lambda steps, callbacks: model.fit(
+        x[:steps * config.batch_size], labels[:steps * config.batch_size],
+        batch_size=config.batch_size, epochs=1, verbose=0, callbacks=callbacks))
 
 
-def run(quick: bool = False, out_dir: str | Path | None = None) -> dict:
-    """Measure and print both throughputs and the ``ci`` profile's result; save JSON.
+def op_time_by_type(trace_dir: str | Path) -> dict[str, float]:
+    """Seconds spent in each TensorFlow op type in the newest profiler trace under ``trace_dir``.
 
-    Args:
-        quick: time 3 steps per recipe instead of 8 (a paper-size step takes about a second on
-            two CPU cores); the ``ci`` training is the same.
-        out_dir: where ``training.json`` goes; default ``eanet_home() / "bench"``.
+    Reads ``plugins/profile/<run>/*.xplane.pb`` (what :func:`tf.profiler.experimental.start`
+    writes) and adds up the *self* time of every op event (an op's time minus that of ops that
+    ran inside it, such as a function call's), on every thread: compute threads and ``tf.data``'s.
+    Ops of two threads can overlap, so the total can exceed the wall time.
 
     Returns:
-        ``{"machine", "quick", "batch_size", "steps", "course_images_per_s",
-        "example_images_per_s", "ratio", "ci": {"test_accuracy", "wall_time_s", "epochs"}}``.
+        ``{op type: seconds}``, largest first.
+    """
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2  # the trace's protobuf schema
+
+    files = sorted(Path(trace_dir).glob("plugins/profile/*/*.xplane.pb"))
+    if not files:
+        raise FileNotFoundError(f"No profiler trace (plugins/profile/*/*.xplane.pb) under "
+                                f"{trace_dir}; run `bench train --trace {trace_dir}` first.")
+    space = xplane_pb2.XSpace()
+    space.ParseFromString(files[-1].read_bytes())
+    seconds: dict[str, float] = {}
+    for plane in space.planes:
+        for line in plane.lines:
+            ops = []
+            for event in line.events:
+                meta = plane.event_metadata[event.metadata_id]
+                # Op events are named "scope/op_name:OpType" and displayed as "OpType".
+                if meta.display_name and meta.name.endswith(":" + meta.display_name):
+                    ops.append((event.offset_ps, event.offset_ps + event.duration_ps,
+                                meta.display_name))
+            open_ops: list[tuple[int, int, str]] = []
+            for start, end, kind in sorted(ops, key=lambda op: (op[0], -op[1])):
+                while open_ops and open_ops[-1][1] <= start:
+                    open_ops.pop()
+                seconds[kind] = seconds.get(kind, 0.0) + (end - start) * 1e-12
+                if open_ops:  # the enclosing op's self time excludes this one
+                    parent = open_ops[-1][2]
+                    seconds[parent] -= (end - start) * 1e-12
+                open_ops.append((start, end, kind))
+    return dict(sorted(seconds.items(), key=lambda item: -item[1]))
+
+
+def _op_table(seconds: dict[str, float], rows: int = 12) -> str:
+    total = sum(seconds.values())
+    lines = [f"  {'op type':<28} {'ms':>9} {'share':>7}"]
+    for kind, value in list(seconds.items())[:rows]:
+        lines.append(f"  {kind:<28} {value * 1e3:9.1f} {value / total:7.1%}")
+    rest = sum(list(seconds.values())[rows:])
+    lines.append(f"  {'(other op types)':<28} {rest * 1e3:9.1f} {rest / total:7.1%}")
+    return "\n".join(lines)
+
+
+def run(quick: bool = False, out_dir: str | Path | None = None,
+        trace_dir: str | Path | None = None) -> dict:
+    """Measure and print both throughputs, against the machine's limit, and the ``ci`` result.
+
+    The two recipes are timed in alternating rounds (example, course, matmul rate, ...), so
+    that a change in the machine's load falls on both; each figure is the median over rounds.
+
+    Args:
+        quick: one round of 3 steps per recipe instead of 3 rounds of 8 (a paper-size step
+            takes about a second on two CPU cores); the ``ci`` training is the same.
+        out_dir: where ``training.json`` goes; default ``eanet_home() / "bench"``.
+        trace_dir: if given, a TensorBoard profiler trace of 2 more course steps goes there
+            (``tensorboard --logdir DIR``, Profile tab, with ``tensorboard-plugin-profile``), and
+            the time by op type is printed and saved.
+
+    Returns:
+        ``{"machine", "quick", "batch_size", "steps", "rounds", "course_images_per_s",
+        "example_images_per_s", "ratio", "example_cpu_s_per_step", "course_cpu_s_per_step",
+        "cpu_ratio", "step_flops", "example_step_flops", "matmul_flops_per_s",
+        "course_flops_per_s", "matmul_share", "ci": {"test_accuracy", "wall_time_s", "epochs"}}``
+        plus ``"trace": {"dir", "op_seconds_by_type"}`` with ``trace_dir``.
+        ``matmul_share`` is the course step's FLOP/s (its own graph's FLOPs per step, times steps
+        per second) over the matmul rate: the fraction of the machine's matrix-product limit the
+        step reaches.
     """
     config = get_profile("paper")
-    steps = 3 if quick else 8
+    steps, rounds = (3, 1) if quick else (8, 3)
     n = (steps + 1) * config.batch_size
     rng = np.random.default_rng(0)
     # Enough images that 80% (the training split) still fills every timed batch.
@@ -99,15 +202,56 @@ def run(quick: bool = False, out_dir: str | Path | None = None) -> dict:
                                    *config.input_shape), dtype=np.uint8)
     y = rng.integers(0, config.num_classes, size=len(x))
     print(f"Training throughput on the CPU, paper architecture (N={config.num_patches}, "
-          f"{config.num_blocks} blocks), batch {config.batch_size}: the median of {steps} "
-          "steps after one warm-up; random CIFAR-shaped images (timing only).")
+          f"{config.num_blocks} blocks), batch {config.batch_size}: the median of {rounds} x "
+          f"{steps} steps, each recipe in turn; random CIFAR-shaped images (timing only).")
     with tf.device("/CPU:0"):
-        example = _keras_example(config, x, y, steps)
-        print(f"  Keras example (augmentation in the model, fit on NumPy): {example:8.1f} images/s")
-        course = _course(config, x, y, steps)
-        print(f"  course (tf.data augmentation, model alone):              {course:8.1f} images/s")
-    ratio = course / example
-    print(f"  ratio course / example: {ratio:.2f}x (target >= 1.5x)")
+        example, course = _keras_example(config, x, y), _course(config, x, y)
+        step_flops = training_step_flops(course.model, config.batch_size)
+        example_flops = training_step_flops(example.model, config.batch_size)
+        example_times, course_times, rates = _StepTimes(), _StepTimes(), []
+        for _ in range(rounds):
+            for recipe, times in ((example, example_times), (course, course_times)):
+                measured = recipe.time(steps)
+                times.seconds += measured.seconds
+                times.cpu_seconds += measured.cpu_seconds
+            rates.append(matmul_rate())
+    example_ips = config.batch_size / statistics.median(example_times.seconds)
+    course_ips = config.batch_size / statistics.median(course_times.seconds)
+    example_cpu = statistics.median(example_times.cpu_seconds)
+    course_cpu = statistics.median(course_times.cpu_seconds)
+    rate = statistics.median(rates)
+    course_rate = step_flops * course_ips / config.batch_size
+    share = course_rate / rate
+    ratio = course_ips / example_ips
+    print(f"  Keras example (augmentation in the model, fit on NumPy): {example_ips:8.1f} images/s")
+    print(f"  course (tf.data augmentation, model alone):              {course_ips:8.1f} images/s")
+    print(f"  ratio course / example: {ratio:.2f}x (target >= 1.3x); in CPU seconds per step "
+          f"(steadier under load): {example_cpu:.2f} / {course_cpu:.2f} = "
+          f"{example_cpu / course_cpu:.2f}x")
+    per_image = step_flops / config.batch_size
+    print(f"  one training step: {step_flops / 1e9:.1f} GFLOP ({per_image / 1e9:.2f} GFLOP per "
+          "image: 3 x the matrix products of the forward pass); the example's: "
+          f"{example_flops / 1e9:.1f} GFLOP")
+    print(f"  the machine's fp32 matmul (2048 x 2048): {rate / 1e9:.1f} GFLOP/s")
+    print(f"  the course's step: {course_rate / 1e9:.1f} GFLOP/s, {share:.1%} of the matmul rate "
+          "(target >= 30%)")
+
+    results = {
+        "machine": _machine(), "quick": quick, "batch_size": config.batch_size, "steps": steps,
+        "rounds": rounds, "course_images_per_s": course_ips, "example_images_per_s": example_ips,
+        "ratio": ratio, "example_cpu_s_per_step": example_cpu,
+        "course_cpu_s_per_step": course_cpu, "cpu_ratio": example_cpu / course_cpu,
+        "step_flops": step_flops, "example_step_flops": example_flops,
+        "matmul_flops_per_s": rate,
+        "course_flops_per_s": course_rate, "matmul_share": share,
+    }
+    if trace_dir is not None:
+        with tf.device("/CPU:0"):
+            course.time(2, [_Profile(trace_dir, 1, 2)])
+        seconds = op_time_by_type(trace_dir)
+        print(f"\nWhere 2 course steps' op time goes (profiler trace in {trace_dir}):")
+        print(_op_table(seconds))
+        results["trace"] = {"dir": str(trace_dir), "op_seconds_by_type": seconds}
 
     ci = get_profile("ci")
     print(f"\nThe ci profile: EANet on digits, {ci.epochs} epochs, from scratch.")
@@ -116,13 +260,8 @@ def run(quick: bool = False, out_dir: str | Path | None = None) -> dict:
     accuracy = result.test_metrics["accuracy"]
     print(f"  test accuracy {accuracy:.4f} (target >= 0.95) in {result.wall_time_s:.1f} s "
           "(target <= 60 s)")
-
-    results = {
-        "machine": _machine(), "quick": quick, "batch_size": config.batch_size, "steps": steps,
-        "course_images_per_s": course, "example_images_per_s": example, "ratio": ratio,
-        "ci": {"test_accuracy": accuracy, "wall_time_s": result.wall_time_s,
-               "epochs": len(result.history.get("loss", []))},
-    }
+    results["ci"] = {"test_accuracy": accuracy, "wall_time_s": result.wall_time_s,
+                     "epochs": len(result.history.get("loss", []))}
     out = Path(out_dir) if out_dir else eanet_home() / "bench"
     with atomic_write(out / "training.json") as f:
         json.dump(results, f, indent=2)
