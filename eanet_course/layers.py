@@ -142,25 +142,46 @@ def _check_normalization(owner: str, normalization) -> str:
     return normalization
 
 
-def double_normalization(logits):
+def double_normalization(logits, patch_axis: int = -2):
     """EANet's double normalization of ``(..., N, S)`` logits, in ``keras.ops``.
 
-    Softmax over the patch axis ``N`` (axis -2), then l1 over the memory axis ``S`` (axis -1),
-    so that each patch's weights over the memory units sum to 1. Same maths as
-    :func:`eanet_course.reference.double_normalization`.
+    Softmax over the patch axis ``N`` (``patch_axis``, by default -2), then l1 over the memory
+    axis ``S`` (the last), so that each patch's weights over the memory units sum to 1. Same
+    maths as :func:`eanet_course.reference.double_normalization`. ``ExternalAttention`` passes
+    ``(B, N, H, S)`` logits with ``patch_axis=1``.
+
+    The sums are inverted once and multiplied in, and the gradient is written out (``A = P / R``
+    with ``P`` the softmax over N and ``R`` its sum over S): ``dP = (dA - sum_S(dA * A)) / R``
+    and ``dlogits = P * (dP - sum_N(dP * P))``. So neither pass divides or transposes the whole
+    map; a test compares this gradient with the automatic one.
 
     ``float16`` logits are normalized in ``float32`` and the result cast back: in ``float16`` a
     patch whose weights all underflow (``exp(-18)`` already does) gives ``0 / (0 + 1e-9)`` with
     the ``1e-9`` rounded to 0, a NaN. ``bfloat16`` has ``float32``'s exponent range, so it
     computes in its own type (docs/design-notes.md gives the measurement).
     """
+
+    @ops.custom_gradient
+    def normalize(logits):
+        exp = ops.exp(logits - ops.max(logits, axis=patch_axis, keepdims=True))
+        over_patches = exp * (1.0 / ops.sum(exp, axis=patch_axis, keepdims=True))
+        eps = ops.cast(1e-9, over_patches.dtype)
+        inverse_total = 1.0 / (ops.sum(over_patches, axis=-1, keepdims=True) + eps)
+        scores = over_patches * inverse_total
+
+        def grad(*args, upstream=None):
+            upstream = args[0] if upstream is None else upstream
+            d_over = (upstream - ops.sum(upstream * scores, axis=-1, keepdims=True)) * inverse_total
+            return over_patches * (d_over - ops.sum(d_over * over_patches, axis=patch_axis,
+                                                    keepdims=True))
+
+        return scores, grad
+
     logits = ops.convert_to_tensor(logits)
     dtype = keras.backend.standardize_dtype(logits.dtype)
     if dtype == "float16":
         logits = ops.cast(logits, "float32")
-    over_patches = ops.softmax(logits, axis=-2)
-    total = ops.sum(over_patches, axis=-1, keepdims=True)
-    return ops.cast(over_patches / (total + ops.cast(1e-9, over_patches.dtype)), dtype)
+    return ops.cast(normalize(logits), dtype)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -184,6 +205,12 @@ class ExternalAttention(layers.Layer):
     gone: every patch is processed alone, and the layer is a per-patch MLP.
     The biases of ``to_heads`` and ``memory_key`` add the same amount to every patch's logits,
     which the softmax over N cancels: they are kept only to match the example's weights.
+
+    How it runs: the four ``Dense`` layers hold the weights, and ``call`` multiplies them into
+    two matrices first (``W_h M_k^T`` per head, and ``M_v W_o`` per head), so that a step makes
+    two products on ``(B*N, .)`` rows instead of four and never forms the ``(B, N, H, dh)`` heads;
+    the maps stay ``(B, N, H, S)`` with no transposes. Same function, same weights: a test copies
+    the weights into the step-by-step form and compares outputs and gradients.
 
     Args:
         embed_dim: ``d``, the width of inputs and outputs.
@@ -271,21 +298,42 @@ class ExternalAttention(layers.Layer):
         self.output_projection.build((*input_shape[:-1], self.embed_dim * self.dim_coefficient))
         self.built = True
 
+    def _folded_weights(self):
+        """The four ``Dense`` layers as two products: ``x -> logits`` and ``A -> output``.
+
+        ``logits_h = (x W_h + b_h) M_k^T + b_k = x (W_h M_k^T) + (b_h M_k^T + b_k)`` for every
+        head ``h``, and ``concat_h(A_h M_v + b_v) W_o + b_o = A (M_v W_o,h stacked) + ...``:
+        associativity, so the ``(B, N, H, dh)`` heads are never made. Returns ``(key, key_bias,
+        value, value_bias)`` of shapes ``(d_in, H*S)``, ``(H*S,)``, ``(H*S, d)``, ``(d,)``.
+        """
+        h, dh, s = self.total_heads, self.head_dim, self.memory_units
+        w_heads = ops.reshape(self.to_heads.kernel, (-1, h, dh))
+        b_heads = ops.reshape(self.to_heads.bias, (h, dh))
+        m_key, m_value = self.memory_key.kernel, self.memory_value.kernel  # (dh, S), (S, dh)
+        key = ops.reshape(ops.einsum("chd,ds->chs", w_heads, m_key), (-1, h * s))
+        key_bias = ops.reshape(ops.matmul(b_heads, m_key) + self.memory_key.bias, (h * s,))
+        w_out = ops.reshape(self.output_projection.kernel, (h, dh, self.embed_dim))
+        value = ops.reshape(ops.einsum("sd,hde->hse", m_value, w_out), (h * s, self.embed_dim))
+        value_bias = (ops.einsum("d,hde->e", self.memory_value.bias, w_out)
+                      + self.output_projection.bias)
+        return key, key_bias, value, value_bias
+
     def call(self, x, return_attention_scores: bool = False, training=None):
         n = ops.shape(x)[1]
-        heads = self.to_heads(x)  # (B, N, d*c)
-        heads = ops.reshape(heads, (-1, n, self.total_heads, self.head_dim))
-        heads = ops.transpose(heads, (0, 2, 1, 3))  # (B, H, N, dh)
-        logits = self.memory_key(heads)  # (B, H, N, S) = F M_k^T
+        h, s = self.total_heads, self.memory_units
+        key, key_bias, value, value_bias = self._folded_weights()
+        # Maps stay (B, N, H, S): no transposes; the patch axis N is axis 1.
+        logits = ops.reshape(ops.matmul(x, key) + key_bias, (-1, n, h, s))  # F M_k^T
         if self.normalization == "double":
-            scores = double_normalization(logits)
+            scores = double_normalization(logits, patch_axis=1)
         else:
             scores = ops.softmax(logits, axis=-1)
         attention = self.attention_dropout_layer(scores, training=training)
-        out = self.memory_value(attention)  # (B, H, N, dh) = A M_v
-        out = ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (-1, n, self.embed_dim * self.dim_coefficient))
-        out = self.projection_dropout_layer(self.output_projection(out), training=training)
-        return (out, scores) if return_attention_scores else out
+        out = ops.matmul(ops.reshape(attention, (-1, n, h * s)), value) + value_bias  # A M_v W_o
+        out = self.projection_dropout_layer(out, training=training)
+        if return_attention_scores:
+            return out, ops.transpose(scores, (0, 2, 1, 3))  # (B, H, N, S)
+        return out
 
     def get_config(self):
         return {
