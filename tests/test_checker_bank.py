@@ -663,7 +663,6 @@ def count_ignores_memory_units(config):
 
 
 def count_no_biases(config):
-    from eanet_course.models import build_eanet  # noqa: F401 -- not used: by formula
     d, c = config.embed_dim, config.dim_coefficient
     dh, s = d // config.num_heads, config.memory_units or d // c
     block = 4 * d + d * d * c + dh * s + s * dh + d * c * d + d * config.mlp_dim * 2

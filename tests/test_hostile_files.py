@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import _codecs
 import os
-import pickle
 import sys
 import tracemalloc
 import zipfile

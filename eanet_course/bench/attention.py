@@ -24,8 +24,6 @@ steps unevenly: time slopes are only as steady as the machine, memory is exact.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import statistics
 import time
 from collections.abc import Mapping
@@ -39,7 +37,9 @@ import tensorflow as tf
 
 from eanet_course import layers, viz
 from eanet_course.bench._memory import fresh_processes, peak_tensor_mb, use_pooling_allocator
-from eanet_course.paths import atomic_write, eanet_home
+from eanet_course.bench._report import machine
+from eanet_course.bench._report import out_dir as out_dir_for
+from eanet_course.paths import atomic_write
 
 __all__ = ["FULL", "LAYERS", "QUICK", "Plan", "fit_slope", "load", "ratios", "run", "summary"]
 
@@ -199,21 +199,6 @@ def _slopes(rows: list[dict], fit_from: int) -> dict[str, dict]:
     return slopes
 
 
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                  if line.startswith("model name")]
-        cpu = models[0] if models else cpu
-    return (f"{cpu}, {os.cpu_count()} CPU cores, {platform.system()}; "
-            f"TensorFlow {tf.__version__}, Keras {keras.__version__}")
-
-
-def _out_dir(out_dir: str | Path | None) -> Path:
-    return Path(out_dir) if out_dir is not None else eanet_home() / "bench"
-
-
 def run(
     quick: bool = False, out_dir: str | Path | None = None, *, plan: Plan | None = None
 ) -> dict:
@@ -238,7 +223,7 @@ def run(
     else:
         raise TypeError(f"plan must be an eanet_course.bench.attention.Plan, "
                         f"not {type(plan).__name__}.")
-    out = _out_dir(out_dir)
+    out = out_dir_for(out_dir)
     configs = [(name, n) for name in LAYERS for n in plan.sizes.get(name, ())]
     print(f"Attention benchmark ({label}): {len(configs)} configurations, "
           f"forward + backward, batch {plan.batch_size}, width {plan.embed_dim}, "
@@ -251,7 +236,7 @@ def run(
             print(f"[{i:>2}/{len(configs)}] {name:<9} N={n:>5}  {row['time_ms']:9.2f} ms  "
                   f"{row['peak_mb']:8.1f} MB", flush=True)
     results = {
-        "machine": _machine(), "quick": quick, "embed_dim": plan.embed_dim,
+        "machine": machine(), "quick": quick, "embed_dim": plan.embed_dim,
         "batch_size": plan.batch_size, "num_heads": plan.num_heads,
         "rows": rows, "slopes": _slopes(rows, plan.fit_from),
     }
@@ -267,7 +252,7 @@ def run(
 
 def load(out_dir: str | Path | None = None) -> dict | None:
     """The results saved by the last :func:`run` in ``out_dir`` (default as ``run``), or None."""
-    path = _out_dir(out_dir) / "attention.json"
+    path = out_dir_for(out_dir) / "attention.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 

@@ -36,10 +36,9 @@ from pathlib import Path
 
 import keras
 import matplotlib.pyplot as plt
-import numpy as np
 
 from eanet_course.config import EANetConfig
-from eanet_course.bench.attention import _out_dir
+from eanet_course.bench._report import out_dir as out_dir_for
 from eanet_course.paths import atomic_write
 from eanet_course.tasks import TASKS, TILE, TaskData, make_task
 
@@ -319,7 +318,7 @@ def run(quick: bool = False, out_dir: str | Path | None = None, *,
                         f"not {type(plan).__name__}.")
     label = "custom plan" if plan is not None else "quick" if quick else "full"
     plan = plan or (QUICK if quick else FULL)
-    out = _out_dir(out_dir)
+    out = out_dir_for(out_dir)
     print(f"Limits benchmark ({label}): {plan.trainings} models to train, tasks "
           f"{', '.join(plan.grids)}; {plan.train_size} training images, {plan.epochs} epochs, "
           f"width {plan.embed_dim}, {plan.num_blocks} blocks.", flush=True)
@@ -349,5 +348,5 @@ def _describe(plan: Plan) -> dict:
 
 def load(out_dir: str | Path | None = None) -> dict | None:
     """The results saved by the last :func:`run` in ``out_dir`` (default as ``run``), or None."""
-    path = _out_dir(out_dir) / "limits.json"
+    path = out_dir_for(out_dir) / "limits.json"
     return json.loads(path.read_text()) if path.exists() else None

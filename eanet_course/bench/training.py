@@ -38,7 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from eanet_course.bench.attention import _machine
+from eanet_course.bench._report import machine
 from eanet_course.bench.flops import matmul_rate, training_step_flops
 from eanet_course.bench.keras_example import build_keras_example
 from eanet_course.config import get_profile
@@ -237,7 +237,7 @@ def run(quick: bool = False, out_dir: str | Path | None = None,
           "(target >= 30%)")
 
     results = {
-        "machine": _machine(), "quick": quick, "batch_size": config.batch_size, "steps": steps,
+        "machine": machine(), "quick": quick, "batch_size": config.batch_size, "steps": steps,
         "rounds": rounds, "course_images_per_s": course_ips, "example_images_per_s": example_ips,
         "ratio": ratio, "example_cpu_s_per_step": example_cpu,
         "course_cpu_s_per_step": course_cpu, "cpu_ratio": example_cpu / course_cpu,
