@@ -20,6 +20,8 @@ __all__ = [
     "PatchExtract",
     "PatchEmbedding",
     "double_normalization",
+    "layer_normalization",
+    "LayerNormalization",
     "ExternalAttention",
     "SelfAttention",
     "TransformerBlock",
@@ -142,46 +144,129 @@ def _check_normalization(owner: str, normalization) -> str:
     return normalization
 
 
-def double_normalization(logits, patch_axis: int = -2):
+def _in_float32(function, x):
+    """``function(x)`` computed in ``float32`` when ``x`` is ``float16`` or ``bfloat16``, cast back.
+
+    Half-precision sums over 64 or 256 numbers lose digits, and in ``float16`` a softmax whose
+    weights all underflow (``exp(-18)`` already does) divides ``0`` by ``0``: the normalizations
+    of the course run in ``float32`` under a mixed-precision policy, as Keras's own
+    ``LayerNormalization`` does.
+    """
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    if dtype in ("float16", "bfloat16"):
+        return ops.cast(function(ops.cast(x, "float32")), dtype)
+    return function(x)
+
+
+def double_normalization(logits, patch_axis: int = -2, memory_axis: int = -1,
+                         dropout: float = 0.0, seed=None):
     """EANet's double normalization of ``(..., N, S)`` logits, in ``keras.ops``.
 
     Softmax over the patch axis ``N`` (``patch_axis``, by default -2), then l1 over the memory
-    axis ``S`` (the last), so that each patch's weights over the memory units sum to 1. Same
-    maths as :func:`eanet_course.reference.double_normalization`. ``ExternalAttention`` passes
-    ``(B, N, H, S)`` logits with ``patch_axis=1``.
+    axis ``S`` (``memory_axis``, by default the last), so that each patch's weights over the
+    memory units sum to 1. Same maths as :func:`eanet_course.reference.double_normalization`.
+    ``ExternalAttention`` passes ``(B, H, S, N)`` logits with ``patch_axis=-1`` and
+    ``memory_axis=-2``: with N last, the softmax is one fused kernel.
 
-    The sums are inverted once and multiplied in, and the gradient is written out (``A = P / R``
-    with ``P`` the softmax over N and ``R`` its sum over S): ``dP = (dA - sum_S(dA * A)) / R``
-    and ``dlogits = P * (dP - sum_N(dP * P))``. So neither pass divides or transposes the whole
-    map; a test compares this gradient with the automatic one.
+    ``dropout`` > 0 also applies dropout to the result, as ``keras.layers.Dropout(dropout)`` does
+    in training: a weight is kept where a uniform number drawn from ``seed`` (a
+    ``keras.random.SeedGenerator``) is at least ``dropout``, then scaled by ``1 / (1 - dropout)``.
+    The same seed draws the same mask as the ``Dropout`` layer (a test checks).
 
-    ``float16`` logits are normalized in ``float32`` and the result cast back: in ``float16`` a
-    patch whose weights all underflow (``exp(-18)`` already does) gives ``0 / (0 + 1e-9)`` with
-    the ``1e-9`` rounded to 0, a NaN. ``bfloat16`` has ``float32``'s exponent range, so it
-    computes in its own type (docs/design-notes.md gives the measurement).
+    How it runs: with ``P`` the softmax over N, ``r`` the inverse of its sum over S and ``M``
+    the dropout mask times the scale (1 without dropout), the result is ``A = P * r * M``. The
+    sums are inverted once and multiplied in, and the gradient is written out:
+    ``t = dA * A - P * r * sum_S(dA * A)`` and ``dlogits = t - P * sum_N(t)``. That is five
+    passes over the map instead of the ten that automatic differentiation of the steps (and of a
+    separate ``Dropout``) makes; the map is ``(B, N, H, S)``, 8.4 million numbers per block in
+    the paper's architecture, so each pass costs memory traffic, not arithmetic. Tests compare
+    this gradient with the automatic one.
+
+    ``float16`` and ``bfloat16`` logits are normalized in ``float32`` and the result cast back.
     """
 
-    @ops.custom_gradient
     def normalize(logits):
-        exp = ops.exp(logits - ops.max(logits, axis=patch_axis, keepdims=True))
-        over_patches = exp * (1.0 / ops.sum(exp, axis=patch_axis, keepdims=True))
-        eps = ops.cast(1e-9, over_patches.dtype)
-        inverse_total = 1.0 / (ops.sum(over_patches, axis=-1, keepdims=True) + eps)
-        scores = over_patches * inverse_total
+        @ops.custom_gradient
+        def forward(logits):
+            over_patches = ops.softmax(logits, axis=patch_axis)
+            inverse_total = 1.0 / (ops.sum(over_patches, axis=memory_axis, keepdims=True) + 1e-9)
+            if dropout:
+                keep = keras.random.uniform(ops.shape(logits), seed=seed) >= dropout
+                scores = ops.where(keep, over_patches * (inverse_total * (1.0 / (1.0 - dropout))),
+                                   0.0)
+            else:
+                scores = over_patches * inverse_total
 
-        def grad(*args, upstream=None):
-            upstream = args[0] if upstream is None else upstream
-            d_over = (upstream - ops.sum(upstream * scores, axis=-1, keepdims=True)) * inverse_total
-            return over_patches * (d_over - ops.sum(d_over * over_patches, axis=patch_axis,
-                                                    keepdims=True))
+            def grad(*args, upstream=None):
+                upstream = args[0] if upstream is None else upstream
+                weighted = upstream * scores
+                t = weighted - over_patches * (ops.sum(weighted, axis=memory_axis, keepdims=True)
+                                               * inverse_total)
+                return t - over_patches * ops.sum(t, axis=patch_axis, keepdims=True)
 
-        return scores, grad
+            return scores, grad
 
-    logits = ops.convert_to_tensor(logits)
-    dtype = keras.backend.standardize_dtype(logits.dtype)
-    if dtype == "float16":
-        logits = ops.cast(logits, "float32")
-    return ops.cast(normalize(logits), dtype)
+        return forward(logits)
+
+    return _in_float32(normalize, ops.convert_to_tensor(logits))
+
+
+def layer_normalization(x, gamma, beta, epsilon: float):
+    """``keras.layers.LayerNormalization`` over the last axis, with its gradient written out.
+
+    ``x`` is ``(..., d)``, ``gamma`` and ``beta`` are ``(d,)``: ``y = x_hat * gamma + beta`` with
+    ``x_hat = (x - mean) / sqrt(var + epsilon)`` over the last axis. Backward, with ``g = dy *
+    gamma``: ``dx = (g - mean(g) - x_hat * mean(g * x_hat)) / sqrt(var + epsilon)``, where the
+    two means over ``d`` are matrix-vector products (``dy @ gamma``, ``(dy * x_hat) @ gamma``),
+    ``dgamma = sum(dy * x_hat)`` and ``dbeta = sum(dy)`` over every other axis. Automatic
+    differentiation of the same steps makes about twice as many passes over ``x``. Computed in
+    ``float32`` under a mixed-precision policy, as Keras does.
+    """
+
+    def normalize(x):
+        @ops.custom_gradient
+        def forward(x, gamma, beta):
+            centered = x - ops.mean(x, axis=-1, keepdims=True)
+            inverse_std = ops.rsqrt(ops.mean(ops.square(centered), axis=-1, keepdims=True)
+                                    + epsilon)
+            x_hat = centered * inverse_std
+
+            def grad(*args, upstream=None):
+                upstream = args[0] if upstream is None else upstream
+                width = ops.shape(x)[-1]
+                column = ops.reshape(gamma, (-1, 1)) * (1.0 / ops.cast(width, x.dtype))
+                scaled = upstream * x_hat
+                mean_g = ops.matmul(upstream, column)  # mean(g) over the last axis, (..., 1)
+                mean_gx = ops.matmul(scaled, column)  # mean(g * x_hat), (..., 1)
+                dx = (upstream * gamma - (mean_g + x_hat * mean_gx)) * inverse_std
+                return (dx, ops.sum(ops.reshape(scaled, (-1, width)), axis=0),
+                        ops.sum(ops.reshape(upstream, (-1, width)), axis=0))
+
+            return x_hat * gamma + beta, grad
+
+        return forward(x, ops.cast(gamma, x.dtype), ops.cast(beta, x.dtype))
+
+    return _in_float32(normalize, ops.convert_to_tensor(x))
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class LayerNormalization(layers.LayerNormalization):
+    """``keras.layers.LayerNormalization`` over the last axis, computed by
+    :func:`layer_normalization`: same weights (``gamma``, ``beta``), same outputs, a cheaper
+    gradient. Input ``(..., d)``, output the same shape.
+    """
+
+    def __init__(self, epsilon: float = 1e-3, **kwargs):
+        super().__init__(epsilon=epsilon, **kwargs)
+        if self.axis not in (-1, [-1]) or not (self.center and self.scale) or self.rms_scaling:
+            raise ValueError(
+                "eanet_course.layers.LayerNormalization normalizes over the last axis with a "
+                "scale and a centre; use keras.layers.LayerNormalization for other settings."
+            )
+
+    def call(self, inputs):
+        return ops.cast(layer_normalization(inputs, self.gamma, self.beta, self.epsilon),
+                        self.compute_dtype)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -322,17 +407,37 @@ class ExternalAttention(layers.Layer):
         n = ops.shape(x)[1]
         h, s = self.total_heads, self.memory_units
         key, key_bias, value, value_bias = self._folded_weights()
-        # Maps stay (B, N, H, S): no transposes; the patch axis N is axis 1.
-        logits = ops.reshape(ops.matmul(x, key) + key_bias, (-1, n, h, s))  # F M_k^T
-        if self.normalization == "double":
-            scores = double_normalization(logits, patch_axis=1)
-        else:
+        if self.normalization == "softmax":
+            logits = ops.reshape(ops.matmul(x, key) + key_bias, (-1, n, h, s))  # (B, N, H, S)
             scores = ops.softmax(logits, axis=-1)
-        attention = self.attention_dropout_layer(scores, training=training)
-        out = ops.matmul(ops.reshape(attention, (-1, n, h * s)), value) + value_bias  # A M_v W_o
+            attention = self.attention_dropout_layer(scores, training=training)
+            out = ops.matmul(ops.reshape(attention, (-1, n, h * s)), value) + value_bias
+            out = self.projection_dropout_layer(out, training=training)
+            scores = ops.transpose(scores, (0, 2, 1, 3))
+            return (out, scores) if return_attention_scores else out
+        # EANet's maps are (B, H, S, N), patches last, so that the softmax over N is one fused
+        # kernel; only x and the output, four times smaller than a map, are transposed.
+        logits = ops.reshape(ops.matmul(ops.transpose(key), ops.transpose(x, (0, 2, 1))),
+                             (-1, h, s, n))  # F M_k^T, transposed
+        # key_bias adds one number per memory unit to every patch's logits, which the softmax
+        # over N cancels exactly: it is left out, and the term below gives it its gradient,
+        # exactly 0, so that the optimizer still sees every weight.
+        value_bias = value_bias + 0.0 * ops.sum(key_bias)
+        if training and self.attention_dropout:
+            # Dropout on A inside the normalization's written-out gradient, with the mask that
+            # the Dropout layer would draw; the scores returned are A before dropout.
+            attention = double_normalization(logits, patch_axis=-1, memory_axis=-2,
+                                             dropout=self.attention_dropout,
+                                             seed=self.attention_dropout_layer.seed_generator)
+            scores = double_normalization(logits, patch_axis=-1, memory_axis=-2) \
+                if return_attention_scores else None
+        else:
+            attention = scores = double_normalization(logits, patch_axis=-1, memory_axis=-2)
+        out = ops.matmul(ops.transpose(value), ops.reshape(attention, (-1, h * s, n)))
+        out = ops.transpose(out, (0, 2, 1)) + value_bias  # A M_v W_o: (B, N, d)
         out = self.projection_dropout_layer(out, training=training)
         if return_attention_scores:
-            return out, ops.transpose(scores, (0, 2, 1, 3))  # (B, H, N, S)
+            return out, ops.transpose(scores, (0, 1, 3, 2))  # (B, H, N, S)
         return out
 
     def get_config(self):
@@ -481,8 +586,7 @@ class TransformerBlock(layers.Layer):
         self.normalization = _check_normalization(owner, normalization)
 
         policy = self.dtype_policy
-        self.attention_norm = layers.LayerNormalization(epsilon=1e-5, name="attention_norm",
-                                                        dtype=policy)
+        self.attention_norm = LayerNormalization(epsilon=1e-5, name="attention_norm", dtype=policy)
         if attention == "external":
             self.attention = ExternalAttention(
                 self.embed_dim, self.num_heads, self.dim_coefficient, self.memory_units,
@@ -494,7 +598,7 @@ class TransformerBlock(layers.Layer):
                 self.embed_dim, self.num_heads, self.key_dim, self.attention_dropout,
                 self.projection_dropout, name="attention", dtype=policy,
             )
-        self.mlp_norm = layers.LayerNormalization(epsilon=1e-5, name="mlp_norm", dtype=policy)
+        self.mlp_norm = LayerNormalization(epsilon=1e-5, name="mlp_norm", dtype=policy)
         self.mlp_hidden = layers.Dense(self.mlp_dim, activation="gelu", name="mlp_hidden",
                                        dtype=policy)
         self.mlp_output = layers.Dense(self.embed_dim, name="mlp_output", dtype=policy)

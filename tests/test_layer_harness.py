@@ -30,6 +30,7 @@ import pytest
 from eanet_course import layers as layers_module
 from eanet_course.layers import (
     ExternalAttention,
+    LayerNormalization,
     PatchEmbedding,
     PatchExtract,
     SelfAttention,
@@ -154,6 +155,7 @@ CASES = {
     "PatchExtract": (PatchExtract, dict(patch_size=2), IMAGES, (2, 16, 12), ()),
     "PatchEmbedding": (PatchEmbedding, dict(num_patches=12, embed_dim=8),
                        FEATURES, (2, 12, 8), ()),
+    "LayerNormalization": (LayerNormalization, dict(epsilon=1e-4), FEATURES, (2, 12, 16), ()),
     "ExternalAttention double": (ExternalAttention, {**EXTERNAL, "normalization": "double"},
                                  FEATURES, (2, 12, 16), ("normalization",)),
     "ExternalAttention softmax": (ExternalAttention, {**EXTERNAL, "normalization": "softmax"},

@@ -134,14 +134,14 @@ def test_softmax_runs_over_the_patch_axis():
 
 
 def _normalization_over(axis):
-    def double_normalization(logits, patch_axis=-2):
+    def double_normalization(logits, patch_axis=-2, memory_axis=-1, **dropout):
         over_axis = keras.ops.softmax(logits, axis=axis)
-        return over_axis / keras.ops.sum(over_axis, axis=-1, keepdims=True)
+        return over_axis / keras.ops.sum(over_axis, axis=memory_axis, keepdims=True)
     return double_normalization
 
 
-# ExternalAttention normalizes (B, N, H, S) logits: axis 1 is N, the right one.
-@pytest.mark.parametrize("axis", [-1, 2, 0], ids=["memory S", "heads", "batch"])
+# ExternalAttention normalizes (B, H, S, N) logits: the last axis is N, the right one.
+@pytest.mark.parametrize("axis", [2, 1, 0], ids=["memory S", "heads", "batch"])
 def test_the_patch_axis_test_fails_for_a_softmax_over_another_axis(monkeypatch, axis):
     """The check of `test_softmax_runs_over_the_patch_axis`, run on a layer whose softmax runs
     over a wrong axis, must notice."""
