@@ -402,8 +402,8 @@ def run_epoch(config: EANetConfig, quick: bool = False,
           f"(the first step, {times.seconds[0]:.2f} s, traces the graph)")
     print(f"  median step: {step:.3f} s wall, {step_cpu:.3f} s CPU; "
           f"{config.batch_size / step:.1f} images/s")
-    print(f"  the config's {config.epochs} epochs at this pace: about "
-          f"{config.epochs * epoch / 60:.1f} min (this epoch's time x {config.epochs})")
+    print(f"  {config.epochs} epochs (the config's) of these {images:,} images at this pace: "
+          f"about {config.epochs * epoch / 60:.1f} min (this epoch's time x {config.epochs})")
     return _save({
         "machine": machine(), "quick": quick, "config": dataclasses.asdict(config),
         "images": images, "train_images": train_images, "validation_images": validation_images,
