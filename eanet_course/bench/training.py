@@ -207,8 +207,9 @@ def run(quick: bool = False, out_dir: str | Path | None = None,
         trace_dir: str | Path | None = None, precision: str | None = None) -> dict:
     """Measure and print both throughputs, against the machine's limit, and the ``ci`` result.
 
-    The two recipes are timed in alternating rounds (example, course, matmul rate, ...), so
-    that a change in the machine's load falls on both; each figure is the median over rounds.
+    The recipes are timed in alternating rounds (example, course, the course in ``precision``
+    when given, matmul rate, ...), so that a change in the machine's load falls on all of them;
+    each figure is the median over rounds.
 
     Args:
         quick: one round of 3 steps per recipe instead of 3 rounds of 8 (a paper-size step
@@ -325,8 +326,8 @@ def run(quick: bool = False, out_dir: str | Path | None = None,
     if precision is not None:
         other = _train_ci(ci.replace(precision=precision))
         other_accuracy = other.test_metrics["accuracy"]
-        print(f"  in {precision}: test accuracy {other_accuracy:.4f} ({other_accuracy - accuracy:+.4f} "
-              f"against float32) in {other.wall_time_s:.1f} s")
+        print(f"  in {precision}: test accuracy {other_accuracy:.4f} "
+              f"({other_accuracy - accuracy:+.4f} against float32) in {other.wall_time_s:.1f} s")
         results["precision"]["ci"] = {
             "test_accuracy": other_accuracy, "float32_test_accuracy": accuracy,
             "wall_time_s": other.wall_time_s, "float32_wall_time_s": result.wall_time_s,
