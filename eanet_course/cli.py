@@ -14,7 +14,7 @@ import platform
 import sys
 from collections.abc import Sequence
 
-from eanet_course.config import DATASETS, PROFILES
+from eanet_course.config import DATASETS, PRECISIONS, PROFILES
 
 __all__ = ["main"]
 
@@ -43,10 +43,13 @@ def _train(args: argparse.Namespace) -> int:
         config = config.replace(dataset=args.dataset)
     if args.seed is not None:
         config = config.replace(seed=args.seed)
+    if args.precision is not None:
+        config = config.replace(precision=args.precision)
     spread = (f", {strategy.num_replicas_in_sync} replicas with --strategy {args.strategy}"
               if strategy else "")
     print(f"Training EANet on {config.dataset} ({config.num_patches} patches, "
-          f"{config.num_blocks} blocks, {args.epochs or config.epochs} epochs{spread}).")
+          f"{config.num_blocks} blocks, {args.epochs or config.epochs} epochs{spread}, "
+          f"{config.precision}).")
     try:
         result = train(config, logdir=args.logdir, epochs=args.epochs, strategy=strategy)
     except KeyboardInterrupt:
@@ -69,7 +72,17 @@ def _train(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     if args.trace is not None and args.what != "train":
         raise ValueError("--trace DIR profiles the training step: use it with `bench train`.")
+    if args.precision is not None and args.what not in ("train", "epoch"):
+        raise ValueError("--precision compares or sets the training precision: use it with "
+                         "`bench train` or `bench epoch`.")
+    if args.profile is not None and args.what != "epoch":
+        raise ValueError("--profile picks the model whose epoch is timed: use it with "
+                         "`bench epoch`.")
+    if args.what == "epoch":
+        return _bench_epoch(args)
     options = {"trace_dir": args.trace} if args.trace is not None else {}
+    if args.precision is not None:
+        options["precision"] = args.precision
     if args.what == "attention":
         from eanet_course.bench.attention import run
     elif args.what == "limits":
@@ -77,6 +90,17 @@ def _bench(args: argparse.Namespace) -> int:
     else:
         from eanet_course.bench.training import run
     run(quick=args.quick, out_dir=args.out_dir, **options)
+    return 0
+
+
+def _bench_epoch(args: argparse.Namespace) -> int:
+    from eanet_course.bench.training import run_epoch
+    from eanet_course.config import get_profile
+
+    config = get_profile(args.profile)
+    if args.precision is not None:
+        config = config.replace(precision=args.precision)
+    run_epoch(config, quick=args.quick, out_dir=args.out_dir)
     return 0
 
 
@@ -181,6 +205,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive_int, help="override the number of epochs")
     train.add_argument("--logdir", help="run folder (default: under $EANET_HOME/runs)")
     train.add_argument("--seed", type=int, help="override the seed")
+    train.add_argument("--precision", choices=PRECISIONS,
+                       help="float32 (default), or mixed_bfloat16: bfloat16 arithmetic on "
+                            "float32 weights, the classifier in float32 (an option: measure it "
+                            "with `bench train --precision mixed_bfloat16` first)")
     train.add_argument("--strategy", choices=_STRATEGIES, default="none",
                        help="none: one device; mirrored: every local GPU, or without a GPU the "
                             "CPU split into logical devices; multiworker: this process is one "
@@ -192,17 +220,24 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks (timings, not tests)",
                                 description="Benchmarks; they print figures and write JSON.")
-    bench.add_argument("what", choices=["attention", "train", "limits"],
+    bench.add_argument("what", choices=["attention", "train", "limits", "epoch"],
                        help="attention: external vs self-attention as N grows; "
                             "train: the course's training step vs the Keras example's; "
                             "limits: what external attention can learn across patches, "
-                            "against self-attention (digit-tile tasks)")
+                            "against self-attention (digit-tile tasks); "
+                            "epoch: one training epoch of a profile on CIFAR-sized data")
     bench.add_argument("--quick", action="store_true", help="a shorter run")
     bench.add_argument("--out", "--out-dir", dest="out_dir", metavar="DIR",
                        help="where results go (default: $EANET_HOME/bench)")
     bench.add_argument("--trace", metavar="DIR",
                        help="train only: write a TensorBoard profiler trace of two steps to DIR "
                             "and print the time by op type")
+    bench.add_argument("--precision", choices=PRECISIONS,
+                       help="train: also time and train the course in this precision, beside "
+                            "float32; epoch: time the epoch in this precision")
+    bench.add_argument("--profile", choices=sorted(PROFILES),
+                       help="epoch only: whose model and batch (default: $EANET_PROFILE, else "
+                            "laptop)")
     bench.set_defaults(handler=_bench)
 
     exercises = commands.add_parser("exercises", help="generate or check exercises/",

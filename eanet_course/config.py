@@ -18,10 +18,14 @@ from dataclasses import dataclass
 
 from eanet_course.validation import divisor_hint, finite_real, is_integer
 
-__all__ = ["DATASETS", "NORMALIZATIONS", "PROFILES", "EANetConfig", "get_profile"]
+__all__ = ["DATASETS", "NORMALIZATIONS", "PRECISIONS", "PROFILES", "EANetConfig", "get_profile"]
 
 #: The two normalizations of external attention: EANet's, and the plain softmax over S.
 NORMALIZATIONS: tuple[str, ...] = ("double", "softmax")
+
+#: The dtype policies a model can be built under: float32 (the default), or bfloat16 arithmetic
+#: on float32 weights (``mixed_bfloat16``; the classifier and the normalizations stay float32).
+PRECISIONS: tuple[str, ...] = ("float32", "mixed_bfloat16")
 
 #: Shape facts of each data set the course knows: ``(image_size, channels, num_classes)``.
 DATASETS: dict[str, tuple[int, int, int]] = {
@@ -39,6 +43,9 @@ class EANetConfig:
     ``embed_dim // dim_coefficient`` units per head (the paper's own code uses S = 64).
     ``attention_normalization`` is ``"double"`` (EANet) or ``"softmax"`` (a plain softmax over
     S: the ablation in which patches never exchange information inside the attention).
+    ``precision`` is ``"float32"`` (Keras's global dtype policy, float32 unless changed) or
+    ``"mixed_bfloat16"``: the blocks compute in bfloat16 on float32 weights, the classifier in
+    float32 (an option, off by default; ``bench train --precision`` measures it).
     """
 
     dataset: str = "cifar100"
@@ -63,6 +70,7 @@ class EANetConfig:
     label_smoothing: float = 0.1
     validation_split: float = 0.2
     seed: int = 42
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         problems = _problems(self)
@@ -133,6 +141,8 @@ def _problems(c: EANetConfig) -> list[str]:
     if c.attention_normalization not in NORMALIZATIONS:
         problems.append(f"attention_normalization={c.attention_normalization!r} must be one of "
                         f"{NORMALIZATIONS}.")
+    if c.precision not in PRECISIONS:
+        problems.append(f"precision={c.precision!r} must be one of {PRECISIONS}.")
     for name in ("attention_dropout", "projection_dropout", "mlp_dropout", "label_smoothing"):
         value = getattr(c, name)
         if not finite_real(value) or not 0.0 <= value < 1.0:

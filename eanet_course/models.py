@@ -4,6 +4,11 @@ The architecture is the Keras example's: patches, a patch embedding with learned
 ``num_blocks`` pre-norm transformer blocks, global average pooling and a softmax classifier.
 Augmentation and normalization are *not* in the model: they run in the ``tf.data`` pipeline
 (:mod:`eanet_course.data`), so the model sees the same kind of input in training and inference.
+With ``config.precision="mixed_bfloat16"`` the patches, the embedding and the blocks are built
+under that dtype policy (bfloat16 arithmetic on float32 weights); the pooling follows Keras's
+global policy and the classifier is float32 always, so the probabilities are float32. The
+default ``"float32"`` leaves every layer but the classifier to the global policy (float32 unless
+the learner sets another). Building never sets or changes the global policy.
 With ``get_profile("paper")`` the EANet has 361,380 trainable parameters and the ViT 623,268,
 exactly the Keras example's counts.
 """
@@ -21,8 +26,10 @@ __all__ = ["build_eanet", "build_vit", "attention_model", "compile_model"]
 
 def _build(config: EANetConfig, attention: str, name: str, key_dim: int | None = None) -> keras.Model:
     inputs = keras.Input(shape=config.input_shape, name="images")
-    x = PatchExtract(config.patch_size, name="patches")(inputs)
-    x = PatchEmbedding(config.num_patches, config.embed_dim, name="patch_embedding")(x)
+    policy = None if config.precision == "float32" else config.precision  # None: the global one
+    x = PatchExtract(config.patch_size, name="patches", dtype=policy)(inputs)
+    x = PatchEmbedding(config.num_patches, config.embed_dim, name="patch_embedding",
+                       dtype=policy)(x)
     for i in range(config.num_blocks):
         # Each block also returns its scores, so that `attention_model` can read them from the
         # graph (unused outputs cost nothing: the training graph prunes them).
@@ -39,6 +46,7 @@ def _build(config: EANetConfig, attention: str, name: str, key_dim: int | None =
             mlp_dropout=config.mlp_dropout,
             normalization=config.attention_normalization,
             name=f"block_{i}",
+            dtype=policy,
         )(x, return_attention_scores=True)
     x = layers.GlobalAveragePooling1D(name="pool")(x)
     # float32 probabilities even under a mixed-precision policy.

@@ -81,10 +81,20 @@ class TrainResult:
     already_finished: bool = False
 
 
+def _identity(config: EANetConfig) -> dict:
+    """``config`` as a run folder records it. ``precision`` is left out when it is the default,
+    ``"float32"``, so a float32 run keeps the folder and ``config.json`` it had before the field
+    existed; a ``mixed_bfloat16`` run gets a folder of its own."""
+    fields = dataclasses.asdict(config)
+    if fields["precision"] == "float32":
+        del fields["precision"]
+    return fields
+
+
 def default_run_dir(config: EANetConfig) -> Path:
     """The run folder of ``config``: the same config always maps to the same folder."""
     digest = hashlib.sha256(
-        json.dumps(dataclasses.asdict(config), sort_keys=True).encode()).hexdigest()[:10]
+        json.dumps(_identity(config), sort_keys=True).encode()).hexdigest()[:10]
     return eanet_home() / "runs" / f"{config.dataset}-{digest}"
 
 
@@ -257,7 +267,7 @@ def _load_best(path: Path) -> keras.Model:
 
 def _claim(run_dir: Path, config: EANetConfig) -> None:
     """Refuse a folder that holds another config's run; record ``config`` in a new one."""
-    mine = {k: v for k, v in dataclasses.asdict(config).items() if k != "epochs"}
+    mine = {k: v for k, v in _identity(config).items() if k != "epochs"}
     path = run_dir / "config.json"
     try:
         theirs = json.loads(path.read_text())

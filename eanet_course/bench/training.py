@@ -22,10 +22,19 @@ their op time by op type (:func:`op_time_by_type`).
 The images are random ``uint8`` arrays of CIFAR's shape: a timing benchmark, not data.
 Then it trains the ``ci`` profile from scratch on digits and prints its test accuracy and wall
 time. Results go to ``training.json``. These are benchmark figures, not tests.
+
+``--precision mixed_bfloat16`` adds the course's step in that precision to every round (same
+architecture, batch and pipeline), prints both throughputs and their ratio, trains the ``ci``
+profile in both precisions and prints both test accuracies (``"precision"`` in the JSON).
+
+``python -m eanet_course bench epoch`` (:func:`run_epoch`) times one whole training epoch of a
+profile, fitted as :func:`~eanet_course.training.train` fits it, on 50,000 random CIFAR-sized
+images: the learner's wait per epoch (``epoch.json``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 import tempfile
@@ -38,16 +47,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from eanet_course.bench._report import machine
+from eanet_course.bench._report import machine, out_dir as bench_dir
 from eanet_course.bench.flops import matmul_rate, training_step_flops
 from eanet_course.bench.keras_example import build_keras_example
-from eanet_course.config import get_profile
+from eanet_course.config import PRECISIONS, EANetConfig, get_profile
 from eanet_course.data import keras_example_augmentation, make_datasets
 from eanet_course.models import build_eanet, compile_model
-from eanet_course.paths import atomic_write, eanet_home
+from eanet_course.paths import atomic_write
 from eanet_course.training import train
 
-__all__ = ["run", "op_time_by_type"]
+__all__ = ["run", "run_epoch", "op_time_by_type"]
 
 
 class _StepTimes(keras.callbacks.Callback):
@@ -68,6 +77,15 @@ class _StepTimes(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self.seconds.append(time.perf_counter() - self._start)
         self.cpu_seconds.append(time.process_time() - self._cpu_start)
+
+    def add(self, other: "_StepTimes") -> None:
+        """Append the steps of ``other`` (another round of the same recipe)."""
+        self.seconds += other.seconds
+        self.cpu_seconds += other.cpu_seconds
+
+    def medians(self) -> tuple[float, float]:
+        """The median step: ``(wall seconds, CPU seconds)``."""
+        return statistics.median(self.seconds), statistics.median(self.cpu_seconds)
 
 
 class _Profile(keras.callbacks.Callback):
@@ -168,12 +186,30 @@ def _op_table(seconds: dict[str, float], rows: int = 12) -> str:
     return "\n".join(lines)
 
 
+def _bf16_flags() -> list[str]:
+    """The bfloat16 instruction sets ``/proc/cpuinfo`` lists (empty elsewhere or without)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = set()
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("flags"):
+                flags.update(line.split(":", 1)[1].split())
+    return sorted(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def _check_precision(precision: str | None) -> None:
+    if precision is not None and precision not in PRECISIONS[1:]:
+        raise ValueError(f"precision={precision!r}: bench train always times float32; pass one "
+                         f"of {list(PRECISIONS[1:])} to time it beside float32.")
+
+
 def run(quick: bool = False, out_dir: str | Path | None = None,
-        trace_dir: str | Path | None = None) -> dict:
+        trace_dir: str | Path | None = None, precision: str | None = None) -> dict:
     """Measure and print both throughputs, against the machine's limit, and the ``ci`` result.
 
-    The two recipes are timed in alternating rounds (example, course, matmul rate, ...), so
-    that a change in the machine's load falls on both; each figure is the median over rounds.
+    The recipes are timed in alternating rounds (example, course, the course in ``precision``
+    when given, matmul rate, ...), so that a change in the machine's load falls on all of them;
+    each figure is the median over rounds.
 
     Args:
         quick: one round of 3 steps per recipe instead of 3 rounds of 8 (a paper-size step
@@ -182,17 +218,25 @@ def run(quick: bool = False, out_dir: str | Path | None = None,
         trace_dir: if given, a TensorBoard profiler trace of 2 more course steps goes there
             (``tensorboard --logdir DIR``, Profile tab, with ``tensorboard-plugin-profile``), and
             the time by op type is printed and saved.
+        precision: if given (``"mixed_bfloat16"``), the course's step in that precision joins
+            every round after the float32 one, and the ``ci`` profile is trained in it too.
 
     Returns:
         ``{"machine", "quick", "batch_size", "steps", "rounds", "course_images_per_s",
         "example_images_per_s", "ratio", "example_cpu_s_per_step", "course_cpu_s_per_step",
         "cpu_ratio", "step_flops", "example_step_flops", "matmul_flops_per_s",
         "course_flops_per_s", "matmul_share", "ci": {"test_accuracy", "wall_time_s", "epochs"}}``
-        plus ``"trace": {"dir", "op_seconds_by_type"}`` with ``trace_dir``.
+        plus ``"trace": {"dir", "op_seconds_by_type"}`` with ``trace_dir``, and with
+        ``precision`` ``"precision": {"name", "cpu_bf16_flags", "images_per_s",
+        "float32_images_per_s", "ratio", "s_per_step", "float32_s_per_step", "cpu_s_per_step",
+        "float32_cpu_s_per_step", "cpu_ratio", "ci": {"test_accuracy", "float32_test_accuracy",
+        "wall_time_s", "float32_wall_time_s", "epochs"}}`` (``ratio`` and ``cpu_ratio`` > 1:
+        that precision is faster than float32).
         ``matmul_share`` is the course step's FLOP/s (its own graph's FLOPs per step, times steps
         per second) over the matmul rate: the fraction of the machine's matrix-product limit the
         step reaches.
     """
+    _check_precision(precision)
     config = get_profile("paper")
     steps, rounds = (3, 1) if quick else (8, 3)
     n = (steps + 1) * config.batch_size
@@ -205,20 +249,21 @@ def run(quick: bool = False, out_dir: str | Path | None = None,
           f"{config.num_blocks} blocks), batch {config.batch_size}: the median of {rounds} x "
           f"{steps} steps, each recipe in turn; random CIFAR-shaped images (timing only).")
     with tf.device("/CPU:0"):
-        example, course = _keras_example(config, x, y), _course(config, x, y)
+        recipes = {"example": _keras_example(config, x, y), "course": _course(config, x, y)}
+        if precision is not None:
+            recipes[precision] = _course(config.replace(precision=precision), x, y)
+        course = recipes["course"]
         step_flops = training_step_flops(course.model, config.batch_size)
-        example_flops = training_step_flops(example.model, config.batch_size)
-        example_times, course_times, rates = _StepTimes(), _StepTimes(), []
+        example_flops = training_step_flops(recipes["example"].model, config.batch_size)
+        times, rates = {name: _StepTimes() for name in recipes}, []
         for _ in range(rounds):
-            for recipe, times in ((example, example_times), (course, course_times)):
-                measured = recipe.time(steps)
-                times.seconds += measured.seconds
-                times.cpu_seconds += measured.cpu_seconds
+            for name, recipe in recipes.items():
+                times[name].add(recipe.time(steps))
             rates.append(matmul_rate())
-    example_ips = config.batch_size / statistics.median(example_times.seconds)
-    course_ips = config.batch_size / statistics.median(course_times.seconds)
-    example_cpu = statistics.median(example_times.cpu_seconds)
-    course_cpu = statistics.median(course_times.cpu_seconds)
+    example_wall, example_cpu = times["example"].medians()
+    course_wall, course_cpu = times["course"].medians()
+    example_ips = config.batch_size / example_wall
+    course_ips = config.batch_size / course_wall
     rate = statistics.median(rates)
     course_rate = step_flops * course_ips / config.batch_size
     share = course_rate / rate
@@ -245,6 +290,23 @@ def run(quick: bool = False, out_dir: str | Path | None = None,
         "matmul_flops_per_s": rate,
         "course_flops_per_s": course_rate, "matmul_share": share,
     }
+    if precision is not None:
+        wall, cpu = times[precision].medians()
+        flags = _bf16_flags()
+        print(f"\nThe course's step in {precision} (blocks in bfloat16 on float32 weights, "
+              "classifier in float32), in the same rounds; bfloat16 instructions listed in "
+              f"/proc/cpuinfo: {', '.join(flags) or 'none'}.")
+        print(f"  {precision}: {config.batch_size / wall:8.1f} images/s against "
+              f"{course_ips:.1f} in float32: {course_wall / wall:.2f}x")
+        print(f"  seconds per step, float32 / {precision}: wall {course_wall:.3f} / {wall:.3f}, "
+              f"CPU {course_cpu:.3f} / {cpu:.3f} = {course_cpu / cpu:.2f}x")
+        results["precision"] = {
+            "name": precision, "cpu_bf16_flags": flags,
+            "images_per_s": config.batch_size / wall, "float32_images_per_s": course_ips,
+            "ratio": course_wall / wall, "s_per_step": wall, "float32_s_per_step": course_wall,
+            "cpu_s_per_step": cpu, "float32_cpu_s_per_step": course_cpu,
+            "cpu_ratio": course_cpu / cpu,
+        }
     if trace_dir is not None:
         with tf.device("/CPU:0"):
             course.time(2, [_Profile(trace_dir, 1, 2)])
@@ -255,15 +317,98 @@ def run(quick: bool = False, out_dir: str | Path | None = None,
 
     ci = get_profile("ci")
     print(f"\nThe ci profile: EANet on digits, {ci.epochs} epochs, from scratch.")
-    with tempfile.TemporaryDirectory() as logdir:
-        result = train(ci, logdir=logdir, verbose=0)
+    result = _train_ci(ci)
     accuracy = result.test_metrics["accuracy"]
     print(f"  test accuracy {accuracy:.4f} (target >= 0.95) in {result.wall_time_s:.1f} s "
           "(target <= 60 s)")
     results["ci"] = {"test_accuracy": accuracy, "wall_time_s": result.wall_time_s,
                      "epochs": len(result.history.get("loss", []))}
-    out = Path(out_dir) if out_dir else eanet_home() / "bench"
-    with atomic_write(out / "training.json") as f:
+    if precision is not None:
+        other = _train_ci(ci.replace(precision=precision))
+        other_accuracy = other.test_metrics["accuracy"]
+        print(f"  in {precision}: test accuracy {other_accuracy:.4f} "
+              f"({other_accuracy - accuracy:+.4f} against float32) in {other.wall_time_s:.1f} s")
+        results["precision"]["ci"] = {
+            "test_accuracy": other_accuracy, "float32_test_accuracy": accuracy,
+            "wall_time_s": other.wall_time_s, "float32_wall_time_s": result.wall_time_s,
+            "epochs": len(other.history.get("loss", []))}
+    return _save(results, out_dir, "training.json")
+
+
+def _train_ci(config: EANetConfig):
+    """:func:`train` of ``config`` in a temporary folder, from scratch, quietly."""
+    with tempfile.TemporaryDirectory() as logdir:
+        return train(config, logdir=logdir, verbose=0)
+
+
+def _save(results: dict, out_dir: str | Path | None, name: str) -> dict:
+    """Write ``results`` to ``out_dir / name`` (default folder: ``$EANET_HOME/bench``)."""
+    path = bench_dir(out_dir) / name
+    with atomic_write(path) as f:
         json.dump(results, f, indent=2)
-    print(f"\nWrote {out / 'training.json'}")
+    print(f"\nWrote {path}")
     return results
+
+
+#: CIFAR-100's training set: 50,000 images of 32 x 32 x 3 in 100 classes.
+_CIFAR_TRAIN = 50_000
+
+
+def run_epoch(config: EANetConfig, quick: bool = False,
+              out_dir: str | Path | None = None) -> dict:
+    """Time one training epoch of ``config``'s model on CIFAR-sized data; print and save it.
+
+    The epoch is fitted as :func:`~eanet_course.training.train` fits one: ``make_datasets``'s
+    pipeline (shuffle, augmentation, the validation split), :func:`compile_model`'s recipe,
+    the config's batch, ``fit`` for one epoch with validation, without a device scope. The
+    run folder's callbacks (checkpoint, CSV, backup, TensorBoard) are left out. The images are
+    50,000 random ``uint8`` arrays of shape (32, 32, 3) in 100 classes: a timing benchmark,
+    not data (``config.dataset`` becomes ``"cifar100"``, which sets that shape).
+
+    Args:
+        config: the model, batch, recipe and precision (e.g. ``get_profile("laptop")``).
+        quick: 2,000 images instead of 50,000.
+        out_dir: where ``epoch.json`` goes; default ``eanet_home() / "bench"``.
+
+    Returns:
+        ``{"machine", "quick", "config", "images", "train_images", "validation_images",
+        "batch_size", "steps", "epoch_s", "first_step_s", "median_step_s",
+        "median_step_cpu_s", "epochs", "estimated_run_s"}``: ``epoch_s`` is the wall time
+        of the whole ``fit`` (the first step traces the graph; validation included), ``steps``
+        the training steps it ran, ``estimated_run_s`` is ``epochs * epoch_s``.
+    """
+    config = config.replace(dataset="cifar100")
+    images = 2_000 if quick else _CIFAR_TRAIN
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(images, *config.input_shape), dtype=np.uint8)
+    y = rng.integers(0, config.num_classes, size=images)
+    validation_images = int(round(images * config.validation_split))
+    train_images = images - validation_images
+    print(f"One training epoch, as `train` fits it (run-folder callbacks aside): N="
+          f"{config.num_patches} patches, {config.num_blocks} blocks, width {config.embed_dim}, "
+          f"batch {config.batch_size}, {config.precision}; {images:,} random uint8 images of "
+          f"32 x 32 x 3 in 100 classes (CIFAR-sized: a timing benchmark, not data), "
+          f"{train_images:,} to train, {validation_images:,} to validate.")
+    keras.utils.set_random_seed(config.seed)
+    data = make_datasets(config, arrays=((x, y), (x[:1], y[:1])))
+    model = compile_model(build_eanet(config), config)
+    times = _StepTimes()
+    start = time.perf_counter()
+    model.fit(data.train, validation_data=data.validation, epochs=1, shuffle=False, verbose=0,
+              callbacks=[times])
+    epoch = time.perf_counter() - start
+    step, step_cpu = times.medians()
+    steps = len(times.seconds)
+    print(f"  epoch: {epoch:.1f} s wall for {steps} training steps and the validation "
+          f"(the first step, {times.seconds[0]:.2f} s, traces the graph)")
+    print(f"  median step: {step:.3f} s wall, {step_cpu:.3f} s CPU; "
+          f"{config.batch_size / step:.1f} images/s")
+    print(f"  {config.epochs} epochs (the config's) of these {images:,} images at this pace: "
+          f"about {config.epochs * epoch / 60:.1f} min (this epoch's time x {config.epochs})")
+    return _save({
+        "machine": machine(), "quick": quick, "config": dataclasses.asdict(config),
+        "images": images, "train_images": train_images, "validation_images": validation_images,
+        "batch_size": config.batch_size, "steps": steps, "epoch_s": epoch,
+        "first_step_s": times.seconds[0], "median_step_s": step, "median_step_cpu_s": step_cpu,
+        "epochs": config.epochs, "estimated_run_s": config.epochs * epoch,
+    }, out_dir, "epoch.json")
