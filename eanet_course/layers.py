@@ -177,10 +177,10 @@ def double_normalization(logits, patch_axis: int = -2, memory_axis: int = -1,
     the dropout mask times the scale (1 without dropout), the result is ``A = P * r * M``. The
     sums are inverted once and multiplied in, and the gradient is written out:
     ``t = dA * A - P * r * sum_S(dA * A)`` and ``dlogits = t - P * sum_N(t)``. That is five
-    passes over the map instead of the ten that automatic differentiation of the steps (and of a
-    separate ``Dropout``) makes; the map is ``(B, N, H, S)``, 8.4 million numbers per block in
-    the paper's architecture, so each pass costs memory traffic, not arithmetic. Tests compare
-    this gradient with the automatic one.
+    passes over the map instead of about ten that automatic differentiation of the steps (and of
+    a separate ``Dropout``) makes; a map holds 8.4 million numbers per block in the paper's
+    architecture, so each pass costs memory traffic, not arithmetic. Tests compare this gradient
+    with the automatic one.
 
     ``float16`` and ``bfloat16`` logits are normalized in ``float32`` and the result cast back.
     """
@@ -289,13 +289,17 @@ class ExternalAttention(layers.Layer):
     sums. With ``normalization="softmax"`` (a plain softmax over S, the ablation) that path is
     gone: every patch is processed alone, and the layer is a per-patch MLP.
     The biases of ``to_heads`` and ``memory_key`` add the same amount to every patch's logits,
-    which the softmax over N cancels: they are kept only to match the example's weights.
+    which the softmax over N cancels: they are kept only to match the example's weights (their
+    gradient is exactly 0).
 
     How it runs: the four ``Dense`` layers hold the weights, and ``call`` multiplies them into
     two matrices first (``W_h M_k^T`` per head, and ``M_v W_o`` per head), so that a step makes
-    two products on ``(B*N, .)`` rows instead of four and never forms the ``(B, N, H, dh)`` heads;
-    the maps stay ``(B, N, H, S)`` with no transposes. Same function, same weights: a test copies
-    the weights into the step-by-step form and compares outputs and gradients.
+    two products instead of four and never forms the ``(B, N, H, dh)`` heads. EANet's maps are
+    kept as ``(B, H, S, N)``, patches last, so that the softmax over N is one fused kernel; only
+    ``x`` and the output, four times smaller than a map, are transposed. In training, the
+    dropout on ``A`` is drawn inside :func:`double_normalization`, whose gradient is written out.
+    Same function, same weights: tests copy the weights into the step-by-step form (with a
+    ``Dropout`` layer drawing the same mask) and compare outputs and gradients.
 
     Args:
         embed_dim: ``d``, the width of inputs and outputs.
