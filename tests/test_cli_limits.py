@@ -15,7 +15,7 @@ def test_bench_help_names_limits(capsys):
         main(["bench", "limits", "--help"])
     assert done.value.code == 0
     out = capsys.readouterr().out
-    assert "{attention,train,limits}" in out and "limits:" in out and "--quick" in out
+    assert "{attention,train,limits,epoch}" in out and "limits:" in out and "--quick" in out
 
 
 def test_bench_limits_quick_runs_the_quick_plan_and_writes_its_files(monkeypatch, tmp_path,
