@@ -147,10 +147,10 @@ def _check_normalization(owner: str, normalization) -> str:
 def _in_float32(function, x):
     """``function(x)`` computed in ``float32`` when ``x`` is ``float16`` or ``bfloat16``, cast back.
 
-    Half-precision sums over 64 or 256 numbers lose digits, and in ``float16`` a softmax whose
-    weights all underflow (``exp(-18)`` already does) divides ``0`` by ``0``: the normalizations
-    of the course run in ``float32`` under a mixed-precision policy, as Keras's own
-    ``LayerNormalization`` does.
+    Half-precision sums over 64 or 256 numbers lose digits, and in ``float16`` a patch whose
+    weights over S all underflow (``exp(-18)`` already does) gives ``0 / (0 + 1e-9)`` with the
+    ``1e-9`` rounded to 0, a NaN: the normalizations of the course run in ``float32`` under a
+    mixed-precision policy, as Keras's own ``LayerNormalization`` does.
     """
     dtype = keras.backend.standardize_dtype(x.dtype)
     if dtype in ("float16", "bfloat16"):
