@@ -294,7 +294,7 @@ class ExternalAttention(layers.Layer):
 
     How it runs: the four ``Dense`` layers hold the weights, and ``call`` multiplies them into
     two matrices first (``W_h M_k^T`` per head, and ``M_v W_o`` per head), so that a step makes
-    two products instead of four and never forms the ``(B, N, H, dh)`` heads. EANet's maps are
+    two products instead of four and never forms the ``(B, N, H, dh)`` heads. The maps are
     kept as ``(B, H, S, N)``, patches last, so that the softmax over N is one fused kernel; only
     ``x`` and the output, four times smaller than a map, are transposed. In training, the
     dropout on ``A`` is drawn inside :func:`double_normalization`, whose gradient is written out.
@@ -411,32 +411,25 @@ class ExternalAttention(layers.Layer):
         n = ops.shape(x)[1]
         h, s = self.total_heads, self.memory_units
         key, key_bias, value, value_bias = self._folded_weights()
-        if self.normalization == "softmax":
-            logits = ops.reshape(ops.matmul(x, key) + key_bias, (-1, n, h, s))  # (B, N, H, S)
-            scores = ops.softmax(logits, axis=-1)
-            attention = self.attention_dropout_layer(scores, training=training)
-            out = ops.matmul(ops.reshape(attention, (-1, n, h * s)), value) + value_bias
-            out = self.projection_dropout_layer(out, training=training)
-            scores = ops.transpose(scores, (0, 2, 1, 3))
-            return (out, scores) if return_attention_scores else out
-        # EANet's maps are (B, H, S, N), patches last, so that the softmax over N is one fused
+        # The maps are (B, H, S, N), patches last, so that EANet's softmax over N is one fused
         # kernel; only x and the output, four times smaller than a map, are transposed.
         logits = ops.reshape(ops.matmul(ops.transpose(key), ops.transpose(x, (0, 2, 1))),
                              (-1, h, s, n))  # F M_k^T, transposed
-        # key_bias adds one number per memory unit to every patch's logits, which the softmax
-        # over N cancels exactly: it is left out, and the term below gives it its gradient,
-        # exactly 0, so that the optimizer still sees every weight.
-        value_bias = value_bias + 0.0 * ops.sum(key_bias)
-        if training and self.attention_dropout:
-            # Dropout on A inside the normalization's written-out gradient, with the mask that
-            # the Dropout layer would draw; the scores returned are A before dropout.
-            attention = double_normalization(logits, patch_axis=-1, memory_axis=-2,
-                                             dropout=self.attention_dropout,
-                                             seed=self.attention_dropout_layer.seed_generator)
-            scores = double_normalization(logits, patch_axis=-1, memory_axis=-2) \
-                if return_attention_scores else None
+        if self.normalization == "softmax":  # over S, the memory axis
+            scores = ops.softmax(logits + ops.reshape(key_bias, (h, s, 1)), axis=-2)
+            attention = self.attention_dropout_layer(scores, training=training)
         else:
+            # key_bias adds one number per memory unit to every patch's logits, which the
+            # softmax over N cancels exactly: it is left out, and the term below gives it its
+            # gradient, exactly 0, so that the optimizer still sees every weight.
+            value_bias = value_bias + 0.0 * ops.sum(key_bias)
             attention = scores = double_normalization(logits, patch_axis=-1, memory_axis=-2)
+            if training and self.attention_dropout:
+                # Dropout on A inside the normalization's written-out gradient, with the mask
+                # that the Dropout layer would draw; the scores returned stay before dropout.
+                attention = double_normalization(
+                    logits, patch_axis=-1, memory_axis=-2, dropout=self.attention_dropout,
+                    seed=self.attention_dropout_layer.seed_generator)
         out = ops.matmul(ops.transpose(value), ops.reshape(attention, (-1, h * s, n)))
         out = ops.transpose(out, (0, 2, 1)) + value_bias  # A M_v W_o: (B, N, d)
         out = self.projection_dropout_layer(out, training=training)
