@@ -169,11 +169,18 @@ def test_a_result_shows_itself_in_a_notebook():
     result = checks.check_merge_heads(lambda x: x.reshape(x.shape[0], x.shape[2], -1))
     assert not result
     assert repr(result) == result.message
-    assert html.escape(result.message) in result._repr_html_()
-    assert "#b42318" in result._repr_html_()
+    box = result._repr_html_()
+    assert "#b42318" in box
+    # Wrapped by words (JupyterLab's <pre> breaks anywhere), code spans as code.
+    assert "word-break: normal" in box and "white-space: pre-wrap" in box
+    assert "<code" in box and "`" not in box
+    assert checks._core.code_spans(html.escape("a `b < c` d")) == (
+        'a <code style="word-break: normal">b &lt; c</code> d')
 
 
-def test_a_function_that_edits_its_input_in_place_is_judged_on_its_answer():
+def test_a_function_that_edits_its_input_in_place_is_told_so():
+    """The right numbers, but the caller's logits are overwritten: the checker passes the
+    learner its own arrays and compares them with a snapshot after the call."""
     def double_normalization_in_place(logits):
         logits -= logits.max(axis=-2, keepdims=True)
         np.exp(logits, out=logits)
@@ -181,7 +188,10 @@ def test_a_function_that_edits_its_input_in_place_is_judged_on_its_answer():
         logits /= logits.sum(axis=-1, keepdims=True)
         return logits
 
-    assert checks.check_double_normalization(double_normalization_in_place).passed
+    result = checks.check_double_normalization(double_normalization_in_place)
+    assert not result.passed
+    assert "changed its input `logits` in place" in result.message
+    assert "Likely mistake: an in-place operation" in result.message
 
 
 def test_a_block_output_not_computed_from_x_is_explained():

@@ -412,6 +412,15 @@ def pair(value, names: tuple[str, str], what: str) -> tuple[np.ndarray, np.ndarr
     return to_array(items[0], names[0], what), to_array(items[1], names[1], what)
 
 
+def ordered(got: tuple[np.ndarray, np.ndarray], expected: tuple[np.ndarray, np.ndarray],
+            names: tuple[str, str], what: str, rtol: float = RTOL, atol: float = ATOL) -> None:
+    """Feedback when a returned pair holds the right two results in the wrong order."""
+    if close(got[0], expected[1], rtol, atol) and close(got[1], expected[0], rtol, atol):
+        raise Mistake(f"Called with {what}, your pair holds the right {names[1]} first and the "
+                      f"right {names[0]} second.\nLikely mistake: the pair in the wrong order; "
+                      f"return ({names[0]}, {names[1]}).")
+
+
 def preview(a: np.ndarray) -> str:
     return np.array2string(a.reshape(-1)[:6], precision=4, suppress_small=True)
 
