@@ -253,8 +253,9 @@ ERROR_CAUSES = [
     (("out of bounds for array of dimension", "axis", "invalid reduction dimension"),
      "an axis the input does not have: count axes from the end (-1, -2) so that any number of "
      "leading axes works."),
-    (("has no attribute 'shape'", "has no attribute 'reshape'", "has no attribute 'ndim'",
-      "has no attribute 'T'", "list indices must be"),
+    (("'list' object has no attribute", "'tuple' object has no attribute",
+      "'float' object has no attribute", "'int' object has no attribute",
+      "list indices must be"),
      "an array method used on a Python list or scalar: turn the inputs into arrays first "
      "(np.asarray)."),
     (("nonetype",), "a value that is None: a function (or an in-place method such as "
@@ -523,17 +524,6 @@ def diagnose(got: np.ndarray, expected: np.ndarray, axes: tuple[str, ...] | None
         if np.allclose(ratio, r, rtol=1e-3) and np.allclose(got[~nonzero], 0, atol=atol):
             return (f"your values are the right ones times {r:.4g}: a scale factor is off (a "
                     "division or multiplication missing, extra or by the wrong number).")
-        for a in range(nd):
-            if nd > 1 and got.shape[a] > 1:
-                with np.errstate(all="ignore"):
-                    full = np.where(nonzero, got / np.where(nonzero, expected, 1), np.nan)
-                per = np.nanmedian(full, axis=tuple(i for i in range(nd) if i != a),
-                                   keepdims=True)
-                if np.all(np.isfinite(per)) and np.allclose(
-                        got, expected * per, rtol=rtol * 10, atol=atol * 10):
-                    return (f"your values are the right ones up to one factor per index of "
-                            f"{_axis(a, nd, axes)}: a normalization (a division by a sum or a "
-                            "standard deviation) along the wrong axis, missing, or extra.")
     shift = float(np.median(got - expected))
     if abs(shift) > atol and np.allclose(got, expected + shift, rtol=rtol, atol=atol):
         return (f"your values are the right ones plus {shift:.4g}: a shift (a mean or an offset) "
@@ -541,12 +531,25 @@ def diagnose(got: np.ndarray, expected: np.ndarray, axes: tuple[str, ...] | None
     if np.allclose(got, np.round(expected)) and not np.allclose(expected, np.round(expected)):
         return "your values are the right ones rounded to whole numbers: an integer cast."
     bad = ~np.isclose(got, expected, rtol=rtol, atol=atol)
-    where = []
+    where, few = [], False
     for a in range(nd):
         rows = np.flatnonzero(bad.any(axis=tuple(i for i in range(nd) if i != a)))
         if 0 < rows.size < got.shape[a]:
             where.append(f"only at {_indices(rows.tolist(), got.shape[a])} along "
                          f"{_axis(a, nd, axes)}")
+            few = few or 2 * rows.size <= got.shape[a]
+    if not few and np.any(nonzero) and nd > 1:
+        with np.errstate(all="ignore"):
+            full = np.where(nonzero, got / np.where(nonzero, expected, 1), np.nan)
+        for a in range(nd):
+            if got.shape[a] > 1:
+                per = np.nanmedian(full, axis=tuple(i for i in range(nd) if i != a),
+                                   keepdims=True)
+                if np.all(np.isfinite(per)) and np.allclose(
+                        got, expected * per, rtol=rtol * 10, atol=atol * 10):
+                    return (f"your values are the right ones up to one factor per index of "
+                            f"{_axis(a, nd, axes)}: a normalization (a division by a sum or a "
+                            "standard deviation) along the wrong axis, missing, or extra.")
     first = tuple(int(i) for i in np.argwhere(bad)[0])
     place = ("; the differences lie " + " and ".join(where)) if where else (
         "; they are spread over every index of every axis")

@@ -75,10 +75,10 @@ def _patch_mistakes(images: np.ndarray, p: int) -> dict[str, np.ndarray]:
         "the last column of patches is missing: the loop over the image's width stops one patch "
         "early.": flat((0, 1, 3, 2, 4, 5)).reshape(b, h // p, w // p, -1)[:, :, :-1].reshape(
             b, -1, p * p * c),
-        "height and width swapped: your grid has W/P rows of H/P patches (the image read as if "
-        "it were transposed).": images.transpose(0, 2, 1, 3).reshape(
-            b, w // p, p, h // p, p, c).transpose(0, 1, 3, 2, 4, 5).reshape(
-            b, (h // p) * (w // p), p * p * c),
+        "height and width swapped when the shape is read: the grid is cut with H and W "
+        "exchanged, which only square images forgive. images.shape is (B, H, W, C).":
+            images.reshape(b, w // p, p, h // p, p, c).transpose(0, 1, 3, 2, 4, 5).reshape(
+                b, (h // p) * (w // p), p * p * c) if h != w else np.full(1, np.nan),
     }
 
 
@@ -97,7 +97,7 @@ def check_extract_patches(fn: Callable) -> str:
         expected = ref.extract_patches(images, p)
         if not close(got, expected) and got.size and np.all(got == np.round(got)):
             raise Mistake(f"Called with {what}, every value you return is a whole number, but "
-                          "the images here are floats, negative and fractional values included. "
+                          "the images here are floats, negative and fractional values included.\n"
                           "Likely mistake: the values were rounded or cast to integers (uint8?); "
                           "keep the input's values as they are.")
         compare(got, expected, "patches", what, _patch_mistakes(images, p),
@@ -152,8 +152,7 @@ def check_scaled_dot_product_attention(fn: Callable) -> str:
             np.tril(np.ones(logits.shape[-2:])) > 0, 0.0, -np.inf)
         compare(weights, expected_weights, "weights", what, {
             "a causal mask the contract does not ask for: every query attends to every key, "
-            "later ones included.": ref.softmax(masked, axis=-1)
-            if logits.shape[-1] == logits.shape[-2] else np.full(1, np.nan),
+            "later ones included.": ref.softmax(masked, axis=-1),
             "the raw logits came back as the weights: Q K^T, before the scale and the softmax.":
                 logits,
             "the scale factor is missing: the logits Q K^T must be divided by sqrt(d_k) before "
@@ -167,6 +166,11 @@ def check_scaled_dot_product_attention(fn: Callable) -> str:
             "the exponential is missing: the weights are the logits divided by their sum, not "
             "a softmax.": (logits / math.sqrt(d_k))
             / np.sum(logits / math.sqrt(d_k), axis=-1, keepdims=True),
+            "the maximum subtracted before the exponential is taken over the queries (axis -2); "
+            "it must be over the keys, the softmax's own axis, where it cancels.":
+                (lambda e: e / e.sum(-1, keepdims=True))(
+                    np.exp(logits / math.sqrt(d_k)
+                           - (logits / math.sqrt(d_k)).max(-2, keepdims=True))),
             "the weights came back before the softmax (the scaled logits).":
                 logits / math.sqrt(d_k),
         }, **tolerances, not_finite=not_finite, axes=("Nq", "Nk"))

@@ -401,8 +401,9 @@ def _no_layers() -> Iterator[None]:
     originals = (keras.layers.Layer.__init__, keras.Variable.__init__)
 
     def refuse(self, *args, **kwargs):
-        raise Refused("your function builds Keras layers (a model?). The exercise asks for "
-                      "the count by formula, from the config's numbers alone.")
+        raise Refused("your function builds Keras layers.\nLikely mistake: a model (or a "
+                      "layer) built to count its weights; the exercise asks for the count by "
+                      "formula, from the config's numbers alone.")
 
     keras.layers.Layer.__init__ = refuse
     keras.Variable.__init__ = refuse

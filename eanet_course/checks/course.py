@@ -130,6 +130,10 @@ def check_attention_to_pixels(fn: Callable) -> str:
             if p > 1 else np.full(1, np.nan),
             "the scores are rescaled (to their maximum or to [0, 1]); the map holds them as "
             "they are.": _pixels(scores / scores.max(), size, p),
+            "the (side, side) grid of patch scores, not blown up to pixels: each score fills "
+            "its patch's P x P square.": grid,
+            "each score is repeated along one axis only (the rows); repeat along both axes.":
+                np.repeat(grid, p, axis=0),
         }, axes=("rows", "columns"))
     return f"Right on {len(cases)} random maps of 4 sizes."
 
@@ -158,6 +162,8 @@ def check_top_units(fn: Callable) -> str:
         compare(got, expected.astype(np.float64), "units", what, {
             "the order is reversed: largest total first.":
                 np.argsort(totals)[-k:].astype(np.float64),
+            "yours ranks the units by how many patches prefer them (each patch's argmax), not by "
+            "their total attention.": _by_votes(attention, k),
             "the right units in the wrong order: yours are sorted by index; they should come "
             "largest total first.": np.sort(expected).astype(np.float64),
             "the smallest units: yours picks the units with the least attention.":
@@ -169,8 +175,6 @@ def check_top_units(fn: Callable) -> str:
                 np.argsort(-attention.sum(axis=1))[:k].astype(np.float64),
             "yours returns the largest totals themselves, not the indices of their units.":
                 np.sort(totals)[::-1][:k],
-            "yours ranks the units by how many patches prefer them (each patch's argmax), not by "
-            "their total attention.": _by_votes(attention, k),
             "the indices count from 1; NumPy's count from 0.": expected.astype(np.float64) + 1,
         }, rtol=0, atol=0, axes=("k",))
     return f"Right on {len(cases)} random maps."
@@ -178,8 +182,7 @@ def check_top_units(fn: Callable) -> str:
 
 def _by_votes(attention: np.ndarray, k: int) -> np.ndarray:
     votes = np.bincount(attention.argmax(axis=1), minlength=attention.shape[1])
-    order = np.argsort(-votes, kind="stable")[:k]
-    return order.astype(np.float64) if len(set(votes[order])) == len(order) else np.full(1, np.nan)
+    return np.argsort(-votes, kind="stable")[:k].astype(np.float64)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -222,10 +225,6 @@ def check_fit_slope(fn: Callable) -> str:
             "intercept.": np.array(np.sum(log_n * log_c) / np.sum(log_n * log_n)),
             "the slope is an average of log(cost) / log(n), point by point: that ratio mixes in "
             "the intercept; fit a line.": np.array(np.mean(log_c / log_n)),
-            "the slope is the mean of the slopes between neighbouring points: a least-squares "
-            "fit uses all the points at once.": np.array(np.mean(
-                np.diff(log_c[order]) / np.diff(log_n[order]))) if len(set(ns.tolist())) == ns.size
-            else np.full(1, np.nan),
             "the fit is on the raw numbers: fit the logarithms of both n and cost (a straight "
             "line on a log-log plot).": np.array(np.polyfit(ns, costs, 1)[0]),
             "only the cost is in log scale: take the logarithm of n too.":
@@ -238,6 +237,10 @@ def check_fit_slope(fn: Callable) -> str:
                 np.array(np.polyfit(log_n, log_c, 1)[1]),
             "the slope uses only the first and last points: a least-squares fit uses them all.":
                 np.array((log_c[-1] - log_c[0]) / (log_n[-1] - log_n[0])),
+            "the slope is the mean of the slopes between neighbouring points: a least-squares "
+            "fit uses all the points at once.": np.array(np.mean(
+                np.diff(log_c[order]) / np.diff(log_n[order]))) if len(set(ns.tolist())) == ns.size
+            else np.full(1, np.nan),
             "the slope uses only the smallest and largest sizes: a least-squares fit uses all "
             "the points.": np.array((log_c[order[-1]] - log_c[order[0]])
                                     / (log_n[order[-1]] - log_n[order[0]])),
@@ -301,10 +304,23 @@ def check_sinkhorn(fn: Callable) -> str:
                 _sinkhorn(logits, steps, exp_every_round=True),
             "the rows are never normalized: each round divides every column by its sum over N, "
             "then every row by its sum over S.": _sinkhorn(logits, steps, columns_only=True),
+            "fixed axes: your axes are counted from the front (0 and 1), which works for one "
+            "(N, S) map but not with leading axes. Count from the end: N is -2, S is -1.":
+                _sinkhorn_front(logits, steps) if logits.ndim > 2 else np.full(1, np.nan),
             "steps - 1 rounds (a range that starts at 1?): the loop runs `steps` times.":
-                _sinkhorn(logits, steps - 1) if steps > 1 else np.full(1, np.nan),
+                _sinkhorn(logits, steps - 1) if steps > 1
+                else np.exp(logits - logits.max(axis=-2, keepdims=True)),
         }, **tolerances, not_finite=not_finite, axes=("N", "S"))
     return f"Right on {len(cases)} random inputs, 1 to 10 rounds, large logits included."
+
+
+def _sinkhorn_front(logits: np.ndarray, steps: int) -> np.ndarray:
+    p = ref.softmax(logits, axis=0)
+    for step in range(steps):
+        if step:
+            p = p / p.sum(axis=0, keepdims=True)
+        p = p / p.sum(axis=1, keepdims=True)
+    return p
 
 
 def _em_step(features, memory, e_axis=-1, normalize=True, hard=False, distance=False):

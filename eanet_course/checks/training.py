@@ -92,12 +92,13 @@ def check_learning_rate_schedule(fn: Callable) -> str:
             except Mistake:
                 works_with_int = False
             if works_with_int:
-                last = [line for line in str(error).splitlines() if line.strip()][-1].strip()
-                raise Mistake(f"Called with {what}, your schedule works with a Python int step "
-                              "but fails when the optimizer asks: the step is then an int64 "
-                              "tensor inside a compiled tf.function. Cast it to a float before "
-                              "any arithmetic, and use tensor operations (keras.ops) on it, not "
-                              f"Python's math functions.\nThe error: {last}") from None
+                first = str(error).splitlines()[0]
+                raise Mistake(f"{first}\nYour schedule works with a Python int step but fails "
+                              "when the optimizer asks.\nLikely mistake: Python arithmetic, "
+                              "`math` functions or comparisons on the step, which is an int64 "
+                              "tensor inside a compiled tf.function: cast it to a float before "
+                              "any arithmetic, and use tensor operations (keras.ops) on it.") \
+                    from None
             raise
         expected = _warmup_cosine(peak, total, warmup, steps)
         atol = 1e-4 * peak
@@ -277,13 +278,13 @@ def check_train_step(fn: Callable) -> str:
     def same(a, b):
         return all(np.allclose(u, v, rtol=1e-4, atol=1e-5) for u, v in zip(a, b))
 
-    start = [w.numpy() for w in _tiny_model(5, []).weights]
+    start = [w.numpy() for w in _tiny_model(5, []).trainable_weights]
     right_weights = same(got, want)
     if right_weights and int(optimizer.iterations.numpy()) == 2 and np.allclose(
             losses, expected_losses, rtol=1e-4, atol=1e-5):
         return ("Weights, BatchNormalization statistics, the optimizer's steps and losses match "
                 "the reference after two steps.")
-    diagnosis = _diagnose_step(got, start, optimizer, model_log, loss_log, same)
+    diagnosis = _diagnose_step([w.numpy() for w in mine.trainable_weights], start, optimizer, model_log, loss_log, same)
     if diagnosis:
         raise Mistake(f"Called with {what}, your step is not one optimization step.\n"
                       f"Likely mistake: {diagnosis}")
