@@ -7,6 +7,7 @@ shared norm, two layers with one name, a missing residual) rather than blaming t
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import tempfile
@@ -347,8 +348,10 @@ def check_transformer_block(fn: Callable) -> str:
 # 06 the parameter count, by formula
 
 
+@functools.lru_cache(maxsize=8)
 def _model_parts(config) -> tuple[int, dict[str, int]]:
-    """``build_eanet(config)``'s parameter count and the sizes of the parts learners forget."""
+    """``build_eanet(config)``'s parameter count and the sizes of the parts learners forget
+    (cached: a config is frozen, and the checker's fixed configs come back at every call)."""
     from eanet_course.layers import TransformerBlock
     from eanet_course.models import build_eanet
 
@@ -450,16 +453,23 @@ def check_parameter_count(fn: Callable) -> str:
     from eanet_course.config import PROFILES
 
     ci, laptop, paper = PROFILES["ci"], PROFILES["laptop"], PROFILES["paper"]
+    rng = fresh_rng()
+    heads, c = int(rng.integers(1, 4)), int(rng.integers(1, 3))
     configs = [ci, ci.replace(memory_units=8, num_blocks=3),
                laptop.replace(num_blocks=2, patch_size=8, embed_dim=48, num_heads=3),
-               paper.replace(mlp_dim=96, num_classes=37, dim_coefficient=2)]
+               paper.replace(mlp_dim=96, num_classes=37, dim_coefficient=2),
+               ci.replace(embed_dim=heads * c * 2 * int(rng.integers(1, 4)), num_heads=heads,
+                          dim_coefficient=c, mlp_dim=int(rng.integers(5, 40)),
+                          num_classes=int(rng.integers(2, 50)),
+                          num_blocks=int(rng.integers(1, 3)),
+                          memory_units=[None, int(rng.integers(2, 9))][int(rng.integers(2))])]
     note = ""
     for config in configs:
         what = ("EANetConfig(" + ", ".join(f"{f}={getattr(config, f)}" for f in (
             "image_size", "channels", "patch_size", "num_classes", "embed_dim", "mlp_dim",
             "num_heads", "dim_coefficient", "memory_units", "num_blocks")) + ")")
         with _no_layers():
-            got = call(fn, config, what=what)
+            got = call(fn, config.replace(), what=what)  # the learner's own copy
         try:
             got, note = _as_count(got, what)
         except Mistake as error:
@@ -478,7 +488,8 @@ def check_parameter_count(fn: Callable) -> str:
                      "of the model: count the patch embedding, one block, and the classifier "
                      "separately and compare each with model.summary() on a small config.")
         raise Mistake("\n".join(lines))
-    return f"Exact on {len(configs)} configs, memory_units and odd widths included.{note}"
+    return (f"Exact on {len(configs)} configs, memory_units, odd widths and a fresh random one "
+            f"included.{note}")
 
 
 # ----------------------------------------------------------------------------------------------

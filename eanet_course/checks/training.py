@@ -82,9 +82,19 @@ def check_learning_rate_schedule(fn: Callable) -> str:
                               "the step, so return a LearningRateSchedule."))
         steps = np.arange(total + 1)
         compiled = tf.function(lambda step: tf.cast(schedule(step), tf.float64))
+        # Every step in one compiled map (fast); where that fails, step by step, the way an
+        # optimizer asks, which gives the error its own message.
+        every = tf.function(lambda all_steps: tf.map_fn(
+            lambda step: tf.cast(schedule(step), tf.float64), all_steps,
+            fn_output_signature=tf.float64))
         try:
-            rates = np.array([float(call(compiled, tf.constant(s, tf.int64), what=what))
-                              for s in steps])
+            try:
+                rates = convert(lambda v: np.array(v, dtype=np.float64).reshape(steps.shape),
+                                call(every, tf.constant(steps, tf.int64), what=what), what,
+                                "rates")
+            except Mistake:
+                rates = np.array([float(call(compiled, tf.constant(s, tf.int64), what=what))
+                                  for s in steps])
         except Mistake as error:
             try:
                 call(schedule, 1, what=what)
@@ -254,8 +264,6 @@ def check_train_step(fn: Callable) -> str:
 
     what = ("a small Dense/BatchNormalization classifier, SGD(0.5, momentum=0.5) and two "
             "batches of 16")
-    expected, _, expected_losses, _, _ = run(_reference_step)
-    mine = optimizer = model_log = loss_log = None
 
     def learner(*args):
         return call(fn, *args, what=what)
@@ -272,6 +280,7 @@ def check_train_step(fn: Callable) -> str:
                       "block, or the loss leaves TensorFlow (.numpy(), float(), np.*) before "
                       "tape.gradient.") from None
     losses = [convert(lambda v: _scalar(v, what), loss, what, "loss") for loss in losses]
+    expected, _, expected_losses, _, _ = run(_reference_step)
     got = [w.numpy() for w in mine.weights]
     want = [w.numpy() for w in expected.weights]
 
