@@ -31,6 +31,9 @@ RTOL, ATOL = 1e-4, 1e-5
 #: Seconds one call of the learner's function may take before the checker stops it.
 TIME_LIMIT_S = 20.0
 
+#: The right results of the checker now running (a cached or stored answer matches one).
+_seen: list[np.ndarray] = []
+
 #: The highest hint level each exercise's learner has asked for (``hint`` records it).
 hints_seen: dict[str, int] = {}
 
@@ -131,6 +134,7 @@ def checker(exercise: str, limit_factor: float = 1.0) -> Callable:
                                           f"{type(fn).__name__} {fn!r:.60}.\nPass the function "
                                           "itself, without calling it: "
                                           f"{name}(my_function).")
+            _seen.clear()
             try:
                 with float32_policy(), _limit(limit_factor * TIME_LIMIT_S), \
                         np.errstate(all="ignore"):  # wrong answers may divide by 0
@@ -245,8 +249,9 @@ ERROR_CAUSES = [
     (("not aligned", "matmul: input operand", "incompatible shapes", "matrix size-incompatible",
       "dimensions must be equal", "operands could not be broadcast"),
      "two arrays whose axes do not match in a product or an element-wise operation: check "
-     "which axes you transpose, and use keepdims=True on a sum or maximum that must broadcast "
-     "back."),
+     "which axes you transpose (`.T` reverses every axis of an array with leading axes; "
+     "np.swapaxes(k, -1, -2) swaps the last two only), and use keepdims=True on a sum or "
+     "maximum that must broadcast back."),
     (("cannot reshape", "reshape", "input to reshape"),
      "a reshape to sizes that do not multiply to the array's size: read every size from the "
      "input's shape (or the arguments), never a fixed number."),
@@ -442,6 +447,7 @@ def compare(got: np.ndarray, expected: np.ndarray, label: str, what: str,
     ``axes`` names the axes of ``expected`` (``("B", "N", "S")``) for the feedback.
     """
     if close(got, expected, rtol, atol):
+        _seen.append(expected)
         return
     for explanation, wrong in (mistakes or {}).items():
         if close(got, wrong, rtol, atol):
@@ -495,6 +501,15 @@ def diagnose(got: np.ndarray, expected: np.ndarray, axes: tuple[str, ...] | None
     nd = expected.ndim
     if got.shape != expected.shape:
         return _diagnose_shape(got, expected, axes, rtol, atol)
+    if any(close(got, earlier, rtol, atol) for earlier in _seen):
+        return ("your result is the right answer for an earlier call with the same shape: "
+                "results stored (cached by shape, or computed once) instead of computed from "
+                "each call's inputs.")
+    scale = float(np.max(np.abs(expected))) if expected.size else 0.0
+    if np.all(np.isfinite(got)) and np.allclose(got, expected, rtol=3e-3, atol=3e-3 * scale):
+        return ("your values are close but agree only to about 3 significant digits: a "
+                "low-precision dtype (float16 or bfloat16) somewhere; compute in float32 or "
+                "float64.")
     # Same shape: a reorder of axes of equal length, a flip, a reorder along one axis.
     if nd <= 6:
         for perm in itertools.permutations(range(nd)):
@@ -528,8 +543,9 @@ def diagnose(got: np.ndarray, expected: np.ndarray, axes: tuple[str, ...] | None
     if abs(shift) > atol and np.allclose(got, expected + shift, rtol=rtol, atol=atol):
         return (f"your values are the right ones plus {shift:.4g}: a shift (a mean or an offset) "
                 "is missing, extra, or computed from the wrong data.")
-    if np.allclose(got, np.round(expected)) and not np.allclose(expected, np.round(expected)):
-        return "your values are the right ones rounded to whole numbers: an integer cast."
+    if np.all(got == np.round(got)) and not np.allclose(expected, np.round(expected)):
+        return ("every value of yours is a whole number where the right ones are fractions: an "
+                "integer cast (astype(int) or uint8) or an integer division.")
     bad = ~np.isclose(got, expected, rtol=rtol, atol=atol)
     where, few = [], False
     for a in range(nd):
