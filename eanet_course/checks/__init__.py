@@ -1,11 +1,12 @@
 """Checkers for the exercises: friendly feedback that names the classic mistakes, and hints.
 
 Each ``check_<name>(learner_function)`` calls the learner's function on several random inputs
-(near misses fail: fractional images, logits in the thousands, fresh values for every shape),
-compares with :mod:`eanet_course.reference`, and returns a :class:`CheckResult`. A checker never
-raises on the learner's code (an exception, ``sys.exit``, an endless loop, a stub, a wrong type
-or shape, NaN): it says what was expected, what came back, the likely mistake, and which hint
-level to read next. ``hint(name, level)`` gives the hints: 1 the idea, 2 the steps, 3 nearly the
+that its contract allows (near misses fail: fractional images, logits in the thousands, large
+S, Python lists, a symbolic batch, training mode, fresh values for every shape), compares with
+:mod:`eanet_course.reference`, and returns a :class:`CheckResult`. A checker never raises on the
+learner's code (an exception, ``sys.exit``, an endless loop, a stub, a wrong type or shape, NaN,
+an input changed in place): it says what was expected, what came back, a "Likely mistake:" line
+in the learner's terms, and which hint level to read next. ``hint(name, level)`` gives the hints: 1 the idea, 2 the steps, 3 nearly the
 code. In a notebook, put the call alone in a cell: the result shows itself as a coloured box.
 
 Modules: ``_core`` (the safe call, time limit, comparison), ``hints``, ``attention`` (01-05),

@@ -3,8 +3,13 @@
 A checker is a function ``body(fn) -> str`` wrapped by :func:`checker`. The wrapper makes it safe
 for a classroom: it never raises (an exception, ``sys.exit``, an endless loop, a stub, a wrong
 type or shape, NaN all become feedback), it judges in float32 whatever dtype policy the learner
-set, and it restores that policy afterwards. A failure names the likely mistake and points to the
-next hint level (:func:`eanet_course.checks.hint`), never to the answer.
+set, and it restores that policy afterwards. The learner's function gets the checker's own input
+arrays, compared with a snapshot after the call (an in-place edit is feedback); converting its
+result to plain NumPy counts inside the time limit. Every failure ends in a "Likely mistake:"
+line: a known mistake of the exercise, or else :func:`diagnose`'s account of how the result
+relates to the right one (axes swapped or squeezed, entries dropped or reordered, off by a
+factor or a shift, and where the values differ). It points to the next hint level
+(:func:`eanet_course.checks.hint`), never to the answer.
 """
 
 from __future__ import annotations
@@ -481,10 +486,6 @@ def _axis(i: int, ndim: int, axes: tuple[str, ...] | None) -> str:
     return f"axis {i - ndim}{name}"
 
 
-def _same(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> bool:
-    return close(a, b, rtol, atol)
-
-
 def _indices(index: list[int], n: int) -> str:
     words = []
     for i in index[:4]:
@@ -514,14 +515,14 @@ def diagnose(got: np.ndarray, expected: np.ndarray, axes: tuple[str, ...] | None
     if nd <= 6:
         for perm in itertools.permutations(range(nd)):
             if perm != tuple(range(nd)) and expected.transpose(perm).shape == got.shape and \
-                    _same(got, expected.transpose(perm), rtol, atol):
+                    close(got, expected.transpose(perm), rtol, atol):
                 moved = [i for i in range(nd) if perm[i] != i]
                 return ("the right values with axes swapped: your "
                         + " and ".join(_axis(i, nd, axes) for i in moved)
                         + " are exchanged (a transpose missing, extra, or with the wrong axis "
                           "order).")
     for a in range(nd):
-        if got.shape[a] > 1 and _same(got, np.flip(expected, a), rtol, atol):
+        if got.shape[a] > 1 and close(got, np.flip(expected, a), rtol, atol):
             return f"the right values in reverse order along {_axis(a, nd, axes)}."
     for a in range(nd):
         if got.shape[a] > 1:
@@ -577,7 +578,7 @@ def diagnose(got: np.ndarray, expected: np.ndarray, axes: tuple[str, ...] | None
 def _diagnose_shape(got, expected, axes, rtol, atol) -> str:
     nd = expected.ndim
     if got.size == expected.size:
-        if got.squeeze().shape == expected.squeeze().shape and _same(
+        if got.squeeze().shape == expected.squeeze().shape and close(
                 got.reshape(expected.shape), expected, rtol, atol):
             if got.ndim < nd:
                 lost = [i for i in range(nd) if expected.shape[i] == 1]
@@ -589,7 +590,7 @@ def _diagnose_shape(got, expected, axes, rtol, atol) -> str:
                     "[None] or a reshape adds it; return the contract's shape.")
         if got.ndim == nd and nd <= 6:
             for perm in itertools.permutations(range(nd)):
-                if expected.transpose(perm).shape == got.shape and _same(
+                if expected.transpose(perm).shape == got.shape and close(
                         got, expected.transpose(perm), rtol, atol):
                     return ("the right values with the axes in another order: yours are "
                             "(" + ", ".join((axes[p] if axes and len(axes) == nd else str(p))
@@ -598,7 +599,7 @@ def _diagnose_shape(got, expected, axes, rtol, atol) -> str:
                             + ", ".join(axes if axes and len(axes) == nd
                                         else map(str, range(nd)))
                             + "): a transpose is missing or has the wrong axis order.")
-        if _same(got.reshape(expected.shape), expected, rtol, atol):
+        if close(got.reshape(expected.shape), expected, rtol, atol):
             return (f"the right values in the right order, shaped {got.shape}: reshape to "
                     f"{expected.shape}.")
     if got.ndim == nd:
@@ -610,7 +611,7 @@ def _diagnose_shape(got, expected, axes, rtol, atol) -> str:
             if m < n:
                 for part, words in ((np.take(expected, range(m), axis=a), "last"),
                                     (np.take(expected, range(n - m, n), axis=a), "first")):
-                    if _same(got, part, rtol, atol):
+                    if close(got, part, rtol, atol):
                         return (f"the {words} {n - m} entr{'y' if n - m == 1 else 'ies'} along "
                                 f"{name} are missing: a range or slice that stops early (an "
                                 "off-by-one?).")
@@ -619,7 +620,7 @@ def _diagnose_shape(got, expected, axes, rtol, atol) -> str:
                             "mean or maximum over it) instead of kept.")
             if m > n:
                 for start in range(m - n + 1):
-                    if _same(np.take(got, range(start, start + n), axis=a), expected, rtol,
+                    if close(np.take(got, range(start, start + n), axis=a), expected, rtol,
                              atol):
                         return (f"{name} has {m - n} entr{'y' if m - n == 1 else 'ies'} too "
                                 "many: a range or slice that goes too far.")

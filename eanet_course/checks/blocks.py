@@ -183,11 +183,12 @@ def _structure(model, d: int, mlp: int, heads: int, c: int, what: str) -> dict:
         keras.layers.UnitNormalization))]
     if other_norms:
         name = type(other_norms[0]).__name__
+        across = "the batch" if "Batch" in name else "other values"
         raise Mistake(f"Called with {what}: your block uses {name}.\nLikely mistake: the "
-                      "wrong normalization layer. A transformer block normalizes each patch over its own channels (LayerNormalization); "
-                      f"{name} mixes statistics across {'the batch' if 'Batch' in name else 'other values'}, "
-                      "so a patch's output depends on the other images (and differs between "
-                      "training and inference).")
+                      "wrong normalization layer. A transformer block normalizes each patch "
+                      f"over its own channels (LayerNormalization); {name} mixes statistics "
+                      f"across {across}, so a patch's output depends on the other images (and "
+                      "differs between training and inference).")
     dropouts = [layer for layer in leaves if isinstance(layer, (
         keras.layers.Dropout, keras.layers.SpatialDropout1D, keras.layers.GaussianNoise,
         keras.layers.GaussianDropout, keras.layers.AlphaDropout)) and getattr(
@@ -201,8 +202,8 @@ def _structure(model, d: int, mlp: int, heads: int, c: int, what: str) -> dict:
     calls = sum(len(layer._inbound_nodes) for layer in norms)
     if len(norms) == 1 and calls >= 2:
         raise Mistake(f"Called with {what}: one LayerNormalization is applied twice.\nLikely "
-                      "mistake: both branches share one norm (and its weights). The block has two LayerNormalizations, one "
-                      "per branch, each with its own weights.")
+                      "mistake: both branches share one norm (and its weights). The block has "
+                      "two LayerNormalizations, one per branch, each with its own weights.")
     if len(norms) != 2:
         raise Mistake(f"Called with {what}: your block has {len(norms)} LayerNormalization "
                       "layer(s).\nLikely mistake: " + (
@@ -216,8 +217,8 @@ def _structure(model, d: int, mlp: int, heads: int, c: int, what: str) -> dict:
             over = {(-2,): "the patches N", (-2, -1): "the patches and channels together"}.get(
                 tuple(sorted(axis)), f"axis {layer.axis}")
             raise Mistake(f"Called with {what}: your LayerNormalization {layer.name!r} "
-                          f"normalizes over {over}.\nLikely mistake: the wrong axis. Each patch is normalized over its own "
-                          "channels, the last axis only.")
+                          f"normalizes over {over}.\nLikely mistake: the wrong axis. Each patch "
+                          "is normalized over its own channels, the last axis only.")
         if not math.isclose(layer.epsilon, 1e-5, rel_tol=1e-3):
             default = " (Keras' default)" if math.isclose(layer.epsilon, 1e-3) else ""
             raise Mistake(f"Called with {what}: your LayerNormalization {layer.name!r} has "

@@ -13,7 +13,7 @@ import numpy as np
 
 from eanet_course import reference as ref
 from eanet_course.checks._core import (
-    Mistake, call, checker, compare, convert, fresh_rng, ordered, pair, to_array,
+    Mistake, call, checker, compare, fresh_rng, ordered, pair, to_array,
 )
 from eanet_course.checks.attention import GLOBAL_MAX, LARGE_ATOL, LARGE_RTOL, UNSTABLE
 

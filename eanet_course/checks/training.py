@@ -293,7 +293,8 @@ def check_train_step(fn: Callable) -> str:
             losses, expected_losses, rtol=1e-4, atol=1e-5):
         return ("Weights, BatchNormalization statistics, the optimizer's steps and losses match "
                 "the reference after two steps.")
-    diagnosis = _diagnose_step([w.numpy() for w in mine.trainable_weights], start, optimizer, model_log, loss_log, same)
+    diagnosis = _diagnose_step([w.numpy() for w in mine.trainable_weights], start, optimizer,
+                               model_log, loss_log, same)
     if diagnosis:
         raise Mistake(f"Called with {what}, your step is not one optimization step.\n"
                       f"Likely mistake: {diagnosis}")
