@@ -6,8 +6,8 @@ S, Python lists, a symbolic batch, training mode, fresh values for every shape),
 :mod:`eanet_course.reference`, and returns a :class:`CheckResult`. A checker never raises on the
 learner's code (an exception, ``sys.exit``, an endless loop, a stub, a wrong type or shape, NaN,
 an input changed in place): it says what was expected, what came back, a "Likely mistake:" line
-in the learner's terms, and which hint level to read next. ``hint(name, level)`` gives the hints: 1 the idea, 2 the steps, 3 nearly the
-code. In a notebook, put the call alone in a cell: the result shows itself as a coloured box.
+in the learner's terms, and which hint level to read next. ``hint(name, level)`` gives the
+hints: 1 the idea, 2 the steps, 3 nearly the code. In a notebook, put the call alone in a cell: the result shows itself as a coloured box.
 
 Modules: ``_core`` (the safe call, time limit, comparison), ``hints``, ``attention`` (01-05),
 ``blocks`` (the layer, the block, the count), ``training`` (07), ``course`` (00, 08-10).
