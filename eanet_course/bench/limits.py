@@ -336,7 +336,7 @@ def sweep(plan: Plan, progress: Callable[[str], None] | None = print,
                 data, data_seed = make_task(task, grid, plan.train_size, plan.test_size,
                                             seed=seed), seed
             began = time.perf_counter()
-            accuracy[key] = _train(plan, data, model, s or plan.memory_units[0], seed)
+            accuracy[key] = _train(plan, data, model, s, seed)
             if runs is not None:
                 with atomic_write(runs / _run_name(*key)) as file:
                     json.dump({"task": task, "N": grid * grid, "model": model, "S": s,
