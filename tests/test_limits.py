@@ -212,6 +212,8 @@ def test_a_rerun_resumes_and_shards_split_the_trainings(monkeypatch, tmp_path):
     plan = limits.Plan(grids={"relation": (2,)}, memory_units=(4,), seeds=(0, 1),
                        train_size=64, test_size=16, extra=(("relation", 2, 8),))
     assert len(plan.trainings()) == 2 * (4 + 3)  # self once per seed, the others per S
+    nothing = limits.run(out_dir=tmp_path, plan=plan, train=False)
+    assert not calls and {r["verdict"] for r in limits.regimes(nothing)} == {"not run"}
     first = limits.run(out_dir=tmp_path, plan=plan, shard=(0, 2))
     assert len(calls) == 7
     # half the map: every row says how many seeds ran, missing runs are not invented
