@@ -14,7 +14,7 @@ right one: first the classic mistakes, each computed here (the quotient-rule ter
 softmax's subtraction missing, a sum over the wrong axis, a sign, only one of the two steps...);
 then a sign or a constant factor; then a least-squares fit of the answer on the four terms the
 right answer expands into, ``A*G - A*sum_S(G*A) - P*sum_N(A*G) + P*sum_N(A*sum_S(G*A))``,
-which names the term that is missing, doubled or of the wrong sign. Every rejection ends with a
+which names the term that is missing, doubled or of the wrong sign. Every rejection carries a
 ``Likely mistake:`` line.
 """
 
