@@ -905,7 +905,7 @@ LEARNER_BANK = [
     (C.check_attention_to_pixels, pixels_column_major, False, "transposed"),
     (C.check_attention_to_pixels, pixels_grid_only, False, "not blown up"),
     (C.check_attention_to_pixels, pixels_off_by_one, False, "only at the last"),
-    (C.check_attention_to_pixels, pixels_sorted, False, "differ"),
+    (C.check_attention_to_pixels, pixels_sorted, False, "at other positions"),
     (C.check_attention_to_pixels, pixels_transposed, False, "transposed"),
     (C.check_top_units, top_keras, True, None),
     (C.check_top_units, top_mean, True, None),
@@ -940,6 +940,6 @@ LEARNER_BANK = [
     (C.check_em_step, em_distance, False, "squared distances"),
     (C.check_em_step, em_divide_by_n, False, "number of patches"),
     (C.check_em_step, em_no_move, False, "did not move"),
-    (C.check_em_step, em_responsibilities, False, "length"),
+    (C.check_em_step, em_responsibilities, False, "responsibilities (N, S) came back"),
     (C.check_em_step, em_mean_rows_wrong, False, "weighted sums"),
 ]

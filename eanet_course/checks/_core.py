@@ -397,7 +397,7 @@ def to_array(value, label: str, what: str) -> np.ndarray:
 
 def _short(value) -> str:
     try:
-        return f"{value!r:.80}"
+        return " ".join(repr(value).split())[:80]
     except Exception:  # noqa: BLE001 -- a learner's __repr__ may fail
         return f"<{type(value).__name__}>"
 
@@ -547,6 +547,9 @@ def diagnose(got: np.ndarray, expected: np.ndarray, axes: tuple[str, ...] | None
     if np.all(got == np.round(got)) and not np.allclose(expected, np.round(expected)):
         return ("every value of yours is a whole number where the right ones are fractions: an "
                 "integer cast (astype(int) or uint8) or an integer division.")
+    if np.allclose(np.sort(got, axis=None), np.sort(expected, axis=None), rtol=rtol, atol=atol):
+        return ("your values are the right ones, but at other positions: the order in which "
+                "they are laid out (which entry goes where) is wrong.")
     bad = ~np.isclose(got, expected, rtol=rtol, atol=atol)
     where, few = [], False
     for a in range(nd):
@@ -626,7 +629,7 @@ def _diagnose_shape(got, expected, axes, rtol, atol) -> str:
                                 "many: a range or slice that goes too far.")
             return (f"{name} has length {m} where the contract gives {n}; every other axis is "
                     "right. Check which size you read or compute for that axis.")
-        return ("axes " + ", ".join(_axis(i, nd, axes) for i in differ) + f" have lengths "
+        return (" and ".join(_axis(i, nd, axes) for i in differ) + f" have lengths "
                 f"{[got.shape[i] for i in differ]} where the contract gives "
                 f"{[expected.shape[i] for i in differ]}.")
     return (f"your result has {got.ndim} axes, the contract's {nd}: "

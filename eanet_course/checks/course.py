@@ -373,5 +373,8 @@ def check_em_step(fn: Callable) -> str:
                 _em_step(features, memory, distance=True),
             "the weighted sums are divided by the number of patches N; each unit's are divided "
             "by its own total responsibility.": _em_step(features, memory, normalize="N"),
+            "the responsibilities (N, S) came back: return the updated memory (S, d), the "
+            "responsibility-weighted means of the features.":
+                ref.softmax(features @ memory.T, axis=-1),
         }, not_finite=not_finite, **tolerances, axes=("S", "d"))
     return f"Right on {len(cases)} random features and memories."
