@@ -627,6 +627,11 @@ def top_threshold(attention, k):
     return [j for j in range(len(totals)) if totals[j] >= threshold]
 
 
+def top_argpartition(attention, k):
+    totals = attention.sum(axis=0)
+    return np.argpartition(-totals, k)[:k]
+
+
 def top_totals(attention, k):
     return np.sort(attention.sum(axis=0))[::-1][:k]
 
@@ -910,6 +915,7 @@ LEARNER_BANK = [
     (C.check_top_units, top_keras, True, None),
     (C.check_top_units, top_mean, True, None),
     (C.check_top_units, top_threshold, False, "sorted by index"),
+    (C.check_top_units, top_argpartition, False, "without sorting"),
     (C.check_top_units, top_totals, False, "not the indices"),
     (C.check_top_units, top_one_based, False, "count from 1"),
     (C.check_top_units, top_votes, False, "argmax"),

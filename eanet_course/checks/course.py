@@ -144,7 +144,7 @@ def check_top_units(fn: Callable) -> str:
     attention over the patches (column sums), largest first."""
     rng = np.random.default_rng(22)
     cases = [((16, 8), 3, rng), ((16, 8), 3, rng), ((9, 12), 5, rng), ((25, 6), 1, rng),
-             ((16, 10), 4, fresh_rng()), ((64, 200), 12, rng), ((49, 96), 30, fresh_rng())]
+             ((16, 10), 4, fresh_rng()), ((64, 200), 12, rng), ((40, 400), 250, rng), ((32, 300), 200, fresh_rng())]
     for shape, k, gen in cases:
         attention = ref.double_normalization(3.0 * gen.normal(size=shape))
         what = f"attention of shape {shape} and k={k}"
@@ -177,7 +177,7 @@ def check_top_units(fn: Callable) -> str:
                 np.sort(totals)[::-1][:k],
             "the indices count from 1; NumPy's count from 0.": expected.astype(np.float64) + 1,
         }, rtol=0, atol=0, axes=("k",))
-    return f"Right on {len(cases)} random maps."
+    return f"Right on {len(cases)} random maps, up to S = 400 memory units."
 
 
 def _by_votes(attention: np.ndarray, k: int) -> np.ndarray:
