@@ -704,6 +704,10 @@ def slope_sorted_endpoints(ns, costs):
     return float((y[-1] - y[0]) / (x[-1] - x[0]))
 
 
+def slope_mixed_logs(ns, costs):
+    return float(np.polyfit(np.log10(ns), np.log(costs), 1)[0])
+
+
 def slope_scipy(ns, costs):
     from scipy import stats
     return stats.linregress(np.log2(ns), np.log2(costs)).slope
@@ -929,6 +933,7 @@ LEARNER_BANK = [
     (C.check_fit_slope, slope_ratio, False, "point by point"),
     (C.check_fit_slope, slope_log_n_only, False, "only n is in log scale"),
     (C.check_fit_slope, slope_swapped, False, "axes are swapped"),
+    (C.check_fit_slope, slope_mixed_logs, False, "mixed logarithm bases"),
     (C.check_fit_slope, slope_sorted_endpoints, False, "uses only the"),
     (C.check_sinkhorn, sinkhorn_while, True, None),
     (C.check_sinkhorn, sinkhorn_softmax_every_round, False, "every round"),

@@ -7,6 +7,7 @@ names the classic wrong answers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -221,6 +222,12 @@ def check_fit_slope(fn: Callable) -> str:
         expected = np.polyfit(log_n, log_c, 1)[0]
         order = np.argsort(ns, kind="stable")
         compare(got, np.array(expected), "slope", what, {
+            "mixed logarithm bases: log10 on one axis and the natural log on the other (the "
+            "slope is off by ln 10 = 2.303); use the same base for both.": np.array(
+                expected * math.log(10)),
+            "mixed logarithm bases: the natural log on one axis and log10 on the other (the "
+            "slope is off by ln 10 = 2.303); use the same base for both.": np.array(
+                expected / math.log(10)),
             "the line is forced through the origin (no intercept): fit a slope and an "
             "intercept.": np.array(np.sum(log_n * log_c) / np.sum(log_n * log_n)),
             "the slope is an average of log(cost) / log(n), point by point: that ratio mixes in "
