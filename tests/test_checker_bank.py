@@ -3,8 +3,10 @@
 Right answers come in the styles a class writes (NumPy, einsum, loops, keras.ops, TensorFlow
 tensors, float32 and float64, lists); every one must pass. Wrong answers are the classic
 mistakes and the near misses a weak checker lets through (an unstable softmax, one maximum for
-the whole array, a uint8 cast, a result cached by shape, a model built to count parameters...);
-every one must fail, and where the bank says so, the message must name the mistake. The rates
+the whole array, a uint8 cast, a result cached by shape, a model built to count parameters, an
+input changed in place, a pair in the wrong order...); every one must fail with a "Likely
+mistake:" line, and where the bank gives words, that line must contain them. More answers,
+written from the exercises' text as a learner reads it, are in ``learner_bank.py``. The rates
 are printed (``pytest -s``) and held to the issue's targets.
 """
 
