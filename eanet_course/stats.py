@@ -3,8 +3,9 @@
 A claim that rests on a difference (notebook 08: a trained model's memory units against a
 control's) shows its spread. :func:`bootstrap_interval` recomputes a statistic on many resamples
 of the data, drawn with replacement, and returns the range that holds the middle 95% of the
-values (the percentile bootstrap, Efron & Tibshirani 1993, chapter 13). The same ``seed`` and
-sizes draw the same resamples, so that two statistics of the same images are paired.
+values (the percentile bootstrap, Efron & Tibshirani 1993, chapter 13). Several statistics of the
+same resamples (paired: scores of two models on the same images, and their ratio) come from one
+statistic that returns several numbers; the same ``seed`` and sizes also draw the same resamples.
 """
 
 from __future__ import annotations
@@ -37,20 +38,21 @@ class Interval(NamedTuple):
 
 
 def bootstrap_interval(
-    statistic: Callable[[np.ndarray], float],
+    statistic: Callable[[np.ndarray], float | np.ndarray],
     size: int | None = None,
     *,
     strata: np.ndarray | None = None,
     resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
-) -> Interval:
+) -> Interval | list[Interval]:
     """The percentile bootstrap interval of ``statistic`` over resamples of ``size`` items.
 
     Args:
         statistic: maps an index array into the sample, ``(size,)`` integers, to a number, e.g.
-            ``lambda i: x[i].mean()``. Called once with ``np.arange(size)`` (the estimate), then
-            once per resample.
+            ``lambda i: x[i].mean()``, or to a 1-D array of ``m`` numbers (``m`` statistics of
+            the same resamples). Called once with ``np.arange(size)`` (the estimate), then once
+            per resample.
         size: the number of items (images); may be left out when ``strata`` is given.
         strata: ``(size,)`` labels: each resample draws within every stratum as many items as it
             has (a stratified bootstrap: every class keeps its count, none goes missing).
@@ -59,7 +61,8 @@ def bootstrap_interval(
         seed: seeds NumPy's generator; the same seed and sizes give the same resamples.
 
     Returns:
-        :class:`Interval` ``(estimate, low, high, confidence)``.
+        :class:`Interval` ``(estimate, low, high, confidence)``; a list of ``m`` of them when
+        ``statistic`` returns ``m`` numbers.
     """
     if strata is not None:
         strata = np.asarray(strata)
@@ -75,22 +78,31 @@ def bootstrap_interval(
     if not finite_real(confidence) or not 0.0 < confidence < 1.0:
         raise ValueError(f"bootstrap_interval: confidence={confidence!r} must be a number in "
                          "(0, 1), e.g. 0.95.")
-    groups = ([np.arange(size)] if strata is None
-              else [np.flatnonzero(strata == value) for value in np.unique(strata)])
+    # Items sorted by stratum; position p of a resample draws uniformly among the items of the
+    # stratum that sits at p, i.e. order[start + floor(u * count)] with u uniform in [0, 1).
+    order = np.arange(size) if strata is None else np.argsort(strata, kind="stable")
+    _, starts, counts = np.unique(np.zeros(size) if strata is None else strata[order],
+                                  return_index=True, return_counts=True)
+    start, count = np.repeat(starts, counts), np.repeat(counts, counts)
     rng = np.random.default_rng(seed)
-    estimate = _value(statistic, np.arange(size))
-    values = np.empty(resamples)
+    first = statistic(np.arange(size))
+    estimate = _numbers(first, None)
+    values = np.empty((resamples, len(estimate)))
     for k in range(resamples):
-        indices = np.concatenate([group[rng.integers(0, len(group), len(group))]
-                                  for group in groups])
-        values[k] = _value(statistic, indices)
-    low, high = np.quantile(values, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return Interval(estimate, float(low), float(high), float(confidence))
+        indices = order[start + (rng.random(size) * count).astype(np.intp)]
+        values[k] = _numbers(statistic(indices), len(estimate))
+    low, high = np.quantile(values, [(1 - confidence) / 2, (1 + confidence) / 2], axis=0)
+    intervals = [Interval(float(e), float(lo), float(hi), float(confidence))
+                 for e, lo, hi in zip(estimate, low, high)]
+    return intervals if np.ndim(first) == 1 else intervals[0]
 
 
-def _value(statistic: Callable[[np.ndarray], float], indices: np.ndarray) -> float:
-    value = statistic(indices)
-    if not finite_real(value):
+def _numbers(value, expected: int | None) -> np.ndarray:
+    """``value`` (a number or a 1-D array of them) as a float array, or a ValueError."""
+    numbers = np.asarray(value, dtype=object)
+    if numbers.ndim > 1 or numbers.size == 0 or not all(finite_real(v) for v in numbers.ravel()) or (
+            expected is not None and numbers.size != expected):
         raise ValueError(f"bootstrap_interval: the statistic returned {value!r} for a resample; "
-                         "it must return one finite number for any index array.")
-    return float(value)
+                         "it must return one finite number, or the same count of them in a 1-D "
+                         "array, for any index array.")
+    return numbers.astype(float).ravel()

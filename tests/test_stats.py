@@ -60,5 +60,27 @@ def test_bad_arguments_are_refused_naming_the_fix(kwargs, fix):
 
 
 def test_a_statistic_that_is_not_a_finite_number_is_refused():
-    with pytest.raises(ValueError, match="returned nan for a resample; it must return one finite"):
+    with pytest.raises(ValueError, match="returned nan for a resample; it must return one finite number"):
         bootstrap_interval(lambda i: float("nan"), 10)
+
+
+def test_several_statistics_of_the_same_resamples_are_paired():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(1.0, 1.0, 300), rng.normal(1.0, 1.0, 300)
+    b = a + 0.1 * b                       # b moves with a: their ratio varies far less than each
+    both = bootstrap_interval(lambda i: np.array([a[i].mean(), b[i].mean(), b[i].mean() / a[i].mean()]),
+                              len(a), seed=5)
+    assert both[0] == bootstrap_interval(lambda i: a[i].mean(), len(a), seed=5)
+    ratio = both[2]
+    assert ratio.high - ratio.low < (both[1].high - both[1].low) / 2
+
+
+@pytest.mark.parametrize("value", [[], [[1.0, 2.0]], "1"])
+def test_a_statistic_of_no_numbers_or_a_table_is_refused(value):
+    with pytest.raises(ValueError, match="one finite number, or the same count of them"):
+        bootstrap_interval(lambda i: value, 10)
+
+
+def test_a_statistic_whose_count_of_numbers_changes_is_refused():
+    with pytest.raises(ValueError, match="the same count of them"):
+        bootstrap_interval(lambda i: np.ones(1 + (len(set(i.tolist())) < 10)), 10)
