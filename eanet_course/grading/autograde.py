@@ -10,9 +10,10 @@ autograde pipeline, for ``nbgrader autograde`` and ``python -m eanet_course grad
   of :func:`~eanet_course.grading.fresh.recheck`: nbgrader scores that cell from the re-check,
   never from what the kernel printed.
 
-:func:`grade` adds what one nbgrader process cannot: each submission in its own nbgrader
-process, with a wall-time limit and a process limit, and every process it started killed when
-its grading ends.
+Each kernel and each re-check runs in its own process group (a ``pids`` cgroup where one can be
+made), with a wall-time limit; all its processes are killed when it ends. :func:`grade` runs
+nbgrader's autograde for every submission, refuses to when the course's config did not install
+the above (nbgrader only logs a config file that fails), and reports each student's score.
 """
 
 from __future__ import annotations

@@ -230,6 +230,10 @@ class Sandbox:
         memory = limits.memory_mb * 2**20
         prlimit = ["prlimit", f"--as={memory}", f"--fsize={limits.tmp_mb * 2**20}",
                    f"--nproc={limits.processes}", "--core=0", "--"]
+        missing = [tool for tool in ("prlimit", "timeout") if not shutil.which(tool)]
+        if missing:
+            raise RuntimeError(f"grading needs {' and '.join(missing)} (util-linux and "
+                               "coreutils, on every Linux distribution); install them.")
         if seconds:
             prlimit += ["timeout", "--signal=KILL", str(seconds)]
         if group:
