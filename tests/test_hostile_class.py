@@ -26,10 +26,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from eanet_course.grading.sandbox import bwrap
+
 pytest.importorskip("nbgrader", reason="the [instructor] extra: nbgrader, Python 3.11+")
-if not shutil.which("bwrap"):
-    pytest.skip("bubblewrap is not installed (scripts/ensure-bubblewrap.sh)",
-                allow_module_level=True)
+if not bwrap():
+    pytest.skip("bubblewrap is not installed (scripts/ensure-bubblewrap.sh) or cannot make "
+                "namespaces here", allow_module_level=True)
 
 from nbgrader.api import Gradebook  # noqa: E402 -- after the skips
 

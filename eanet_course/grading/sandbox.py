@@ -21,11 +21,13 @@ grader's rights. :attr:`Sandbox.lost` says so in words, and the grade command pr
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import shutil
 import signal
 import stat
+import subprocess
 import sys
 import tempfile
 import time
@@ -88,9 +90,20 @@ class Limits:
         return cls(**values)
 
 
+@functools.cache
 def bwrap() -> str | None:
-    """The path of bubblewrap, or None where it is not installed."""
-    return shutil.which("bwrap")
+    """The path of bubblewrap, or None where it is not installed or cannot make its namespaces
+    here (a container that forbids user namespaces, say)."""
+    path = shutil.which("bwrap")
+    if path is None:
+        return None
+    try:
+        tried = subprocess.run([path, "--unshare-all", "--unshare-user", "--die-with-parent",
+                                "--ro-bind", "/", "/", "--proc", "/proc", "--", "true"],
+                               capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return path if tried.returncode == 0 else None
 
 
 def readonly_package(into: str | Path) -> Path:
@@ -190,16 +203,17 @@ class Sandbox:
         self.limits, self.package = limits, Path(package)
         self.bwrap = bwrap() if use_bwrap in (None, True) else None
         if use_bwrap and self.bwrap is None:
-            raise RuntimeError("bubblewrap (bwrap) is not installed: run "
-                               "scripts/ensure-bubblewrap.sh, or apt-get install bubblewrap.")
+            raise RuntimeError("bubblewrap (bwrap) is not installed, or cannot make namespaces "
+                               "here: run scripts/ensure-bubblewrap.sh, or apt-get install "
+                               "bubblewrap.")
 
     @property
     def lost(self) -> str | None:
         """What is not confined without bubblewrap (None with it)."""
         if self.bwrap:
             return None
-        return ("bubblewrap (bwrap) is not installed, so submissions run under resource limits "
-                "only: their code can read and write what the grader can (the course, the "
+        return ("bubblewrap (bwrap) is not installed, or cannot make namespaces on this "
+                "machine, so submissions run under resource limits only: their code can read and write what the grader can (the course, the "
                 "gradebook, source/, other submissions) and reach the network. Install it: "
                 "scripts/ensure-bubblewrap.sh (Debian/Ubuntu: apt-get install bubblewrap).")
 
