@@ -11,18 +11,27 @@ from eanet_course.grading import Limits, Sandbox, program, readonly_package, rec
 from eanet_course.grading import fresh
 from eanet_course.grading.sandbox import remove_readonly
 
-RIGHT = ["import numpy as np\nimport os", "def helper(x):\n    return np.transpose(x, (0, 2, 1, 3))",
+RIGHT = ["import numpy as np\nimport os",
+         "def helper(x):\n    return np.transpose(x, (0, 2, 1, 3))",
          "def merge_heads(x):\n    b, h, n, dh = x.shape\n    return helper(x).reshape(b, n, h * dh)"]
 
 
 def test_an_answer_needs_the_cells_that_define_its_names_and_theirs():
-    cells = ["import numpy as np", "big = np.ones(3)  # unused", "def helper(x):\n    return np.abs(x)",
+    cells = ["import numpy as np", "big = np.ones(3)  # unused",
+             "def helper(x):\n    return np.abs(x)",
              "helper = 3  # rebound later: not what the answer sees",
              "def helper(x):\n    return np.sign(x)",
              "def f(x):\n    import sys\n    y = helper(x)\n    return y",
              "import sys\nsys.exit('a bare exit')"]
     assert program(cells, {"f"}) == [cells[0], cells[4], cells[5]]
     assert program(cells, {"g"}) == []
+    # Statements, not whole cells: the notebook's heavy imports stay out of a NumPy answer.
+    imports = "import keras\nimport numpy as np\n\n\n@staticmethod\ndef unused():\n    pass"
+    answer = "def f(x):\n    return np.abs(x)\n\nkeras.config.set_floatx('float16')"
+    assert program([imports, answer], {"f"}) == ["import numpy as np",
+                                                 "def f(x):\n    return np.abs(x)"]
+    assert program(["import keras; import numpy as np", answer], {"f"})[0] == \
+        "import keras; import numpy as np", "statements that share a line stay together"
     assert program(["%matplotlib inline", "def f():\n    pass"], {"f"}) == ["def f():\n    pass"]
 
 

@@ -3,9 +3,9 @@
 :func:`recheck` takes a submitted notebook's cells and one checker cell
 (``checks.check_x(f)``) and judges ``f`` again from its source:
 
-- the **learner process** (in the :class:`~eanet_course.grading.sandbox.Sandbox`) runs the cells
-  the answer depends on (:func:`program`: the cells that define the names it uses, and theirs,
-  in notebook order), then answers calls of ``f``; only arrays, numbers, strings and tuples of
+- the **learner process** (in the :class:`~eanet_course.grading.sandbox.Sandbox`) runs the code
+  the answer depends on (:func:`program`: the statements that define the names it uses, and
+  theirs, in notebook order), then answers calls of ``f``; only arrays, numbers, strings and tuples of
   them cross, as ``.npy`` bytes read with ``allow_pickle=False`` and JSON, never a pickle;
 - the **checker process** (``python -I``, no learner code ever runs in it) imports
   ``eanet_course.checks`` from the read-only copy of the package, runs the checker with a proxy
@@ -80,44 +80,61 @@ def _bound(tree: ast.AST) -> set[str]:
     return names
 
 
-def _top_level(tree: ast.Module) -> set[str]:
-    """The names a cell binds at its top level (what later cells can use)."""
-    names = set()
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update((a.asname or a.name).split(".")[0] for a in node.names)
-        else:
-            names.update(n.id for n in ast.walk(node)
-                         if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
-    return names
+def _binds(node: ast.stmt) -> set[str]:
+    """The names a top-level statement binds (what later statements can use)."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {node.name}
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return {(a.asname or a.name).split(".")[0] for a in node.names}
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
 
 
 def _free(tree: ast.AST) -> set[str]:
-    """The names a cell reads that it does not bind itself."""
+    """The names a statement (or cell) reads that it does not bind itself."""
     used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     return used - _bound(tree)
 
 
+def _statements(source: str) -> list[tuple[str, set[str], set[str]]]:
+    """A cell as ``(source, binds, reads)`` units: one per top-level statement, or the whole cell
+    as one unit where two statements share a line. Empty for a cell that is not Python."""
+    tree = _tree(source)
+    if tree is None:
+        return []
+    lines = source.splitlines()
+    spans = [(min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])]),
+              node.end_lineno) for node in tree.body]
+    if any(a[1] >= b[0] for a, b in zip(spans, spans[1:])):
+        return [(source, set().union(*map(_binds, tree.body)), _free(tree))]
+    return [("\n".join(lines[first - 1:last]), _binds(node), _free(node))
+            for (first, last), node in zip(spans, tree.body)]
+
+
 def program(cells: list[str], names: set[str]) -> list[str]:
-    """The cells (sources, in order) that define ``names``, and the cells those need.
+    """The statements of ``cells`` that define ``names``, and those they need, as cells.
 
     ``cells`` are the code cells before the checker cell. Each needed name comes from the last
-    cell before the one that needs it that binds it at its top level.
+    top-level statement before the one that needs it that binds it; the chosen statements keep
+    their order and their cells (one cell's error does not stop the next). A cell's other
+    statements (the notebook's ``import keras`` beside ``import numpy as np``, a training run)
+    are left out: they cannot change what the answer computes from the checker's inputs.
     """
-    trees = [_tree(source) for source in cells]
+    units = [(cell, *unit) for cell, source in enumerate(cells)
+             for unit in _statements(source)]
     chosen: set[int] = set()
-    todo = [(name, len(cells)) for name in names]
+    todo = [(name, len(units)) for name in names]
     while todo:
         name, before = todo.pop()
         for index in range(before - 1, -1, -1):
-            if trees[index] is not None and name in _top_level(trees[index]):
+            if name in units[index][2]:
                 if index not in chosen:
                     chosen.add(index)
-                    todo.extend((n, index) for n in _free(trees[index]))
+                    todo.extend((n, index) for n in units[index][3])
                 break
-    return [cells[i] for i in sorted(chosen)]
+    grouped: dict[int, list[str]] = {}
+    for index in sorted(chosen):
+        grouped.setdefault(units[index][0], []).append(units[index][1])
+    return ["\n".join(statements) for statements in grouped.values()]
 
 
 # --- the wire: arrays as .npy, the rest as JSON ------------------------------------------------
