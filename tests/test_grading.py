@@ -13,7 +13,8 @@ from eanet_course.grading.sandbox import remove_readonly
 
 RIGHT = ["import numpy as np\nimport os",
          "def helper(x):\n    return np.transpose(x, (0, 2, 1, 3))",
-         "def merge_heads(x):\n    b, h, n, dh = x.shape\n    return helper(x).reshape(b, n, h * dh)"]
+         "def merge_heads(x):\n    b, h, n, dh = x.shape\n"
+         "    return helper(x).reshape(b, n, h * dh)"]
 
 
 def test_an_answer_needs_the_cells_that_define_its_names_and_theirs():

@@ -142,7 +142,8 @@ def solution_notebook(path: Path) -> None:
         nbformat.v4.new_markdown_cell("# A tiny exercise\n\n## ★ Build: merge the heads"),
         nbformat.v4.new_code_cell("import numpy as np\n\nfrom eanet_course import checks"),
         nbformat.v4.new_code_cell(RIGHT.replace(
-            "    b, h, n, dh", "    ### BEGIN SOLUTION\n    b, h, n, dh") + "\n    ### END SOLUTION"),
+            "    b, h, n, dh", "    ### BEGIN SOLUTION\n    b, h, n, dh")
+            + "\n    ### END SOLUTION"),
         nbformat.v4.new_code_cell("checks.check_merge_heads(merge_heads)"),
     ]
     for index, cell in enumerate(cells):

@@ -5,8 +5,8 @@
 
 - the **learner process** (in the :class:`~eanet_course.grading.sandbox.Sandbox`) runs the code
   the answer depends on (:func:`program`: the statements that define the names it uses, and
-  theirs, in notebook order), then answers calls of ``f``; only arrays, numbers, strings and tuples of
-  them cross, as ``.npy`` bytes read with ``allow_pickle=False`` and JSON, never a pickle;
+  theirs, in notebook order), then answers calls of ``f``; only arrays, numbers, strings and
+  tuples of them cross, as ``.npy`` bytes read with ``allow_pickle=False`` and JSON, never a pickle;
 - the **checker process** (``python -I``, no learner code ever runs in it) imports
   ``eanet_course.checks`` from the read-only copy of the package, runs the checker with a proxy
   for ``f`` that forwards each call to the learner process, and prints the verdict.
@@ -86,7 +86,8 @@ def _binds(node: ast.stmt) -> set[str]:
         return {node.name}
     if isinstance(node, (ast.Import, ast.ImportFrom)):
         return {(a.asname or a.name).split(".")[0] for a in node.names}
-    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    return {n.id for n in ast.walk(node)
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
 
 
 def _free(tree: ast.AST) -> set[str]:

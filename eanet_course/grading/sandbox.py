@@ -213,7 +213,8 @@ class Sandbox:
         if self.bwrap:
             return None
         return ("bubblewrap (bwrap) is not installed, or cannot make namespaces on this "
-                "machine, so submissions run under resource limits only: their code can read and write what the grader can (the course, the "
+                "machine, so submissions run under resource limits only: their code can read "
+                "and write what the grader can (the course, the "
                 "gradebook, source/, other submissions) and reach the network. Install it: "
                 "scripts/ensure-bubblewrap.sh (Debian/Ubuntu: apt-get install bubblewrap).")
 
