@@ -29,7 +29,6 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 import tomllib
 import uuid
@@ -221,11 +220,13 @@ class Sandbox:
     def environment(self) -> dict[str, str]:
         """The environment inside: nothing of the grader's but a PATH, and the package copy."""
         inside = PACKAGE_INSIDE if self.bwrap else str(self.package)
+        home = Path("/tmp/home") if self.bwrap else self.package.parent / "home"
+        if not self.bwrap:
+            home.mkdir(exist_ok=True)
         return {
             "PATH": os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin",
                                      "/usr/bin", "/bin"]),
-            "PYTHONPATH": inside, "HOME": "/tmp/home" if self.bwrap else tempfile.gettempdir(),
-            "EANET_HOME": "/tmp/eanet-home" if self.bwrap else tempfile.mkdtemp(),
+            "PYTHONPATH": inside, "HOME": str(home), "EANET_HOME": str(home / "eanet-home"),
             "MPLBACKEND": "agg", "LANG": "C.UTF-8",
             **{k: os.environ[k] for k in ("EANET_PROFILE", "EANET_DATASET", "TF_CPP_MIN_LOG_LEVEL",
                                           "PYTHONWARNINGS") if k in os.environ},
@@ -259,7 +260,7 @@ class Sandbox:
         box = [self.bwrap, "--unshare-all", "--unshare-user", "--uid", "1000", "--gid", "1000",
                "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv",
                "--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmp_mb * 2**20),
-               "--tmpfs", "/tmp", "--dir", "/tmp/home", "--dir", "/tmp/eanet-home"]
+               "--tmpfs", "/tmp", "--dir", "/tmp/home"]
         for name in ("usr", "lib", "lib32", "lib64", "bin", "sbin"):
             path = f"/{name}"
             if os.path.islink(path):
