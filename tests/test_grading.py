@@ -34,6 +34,9 @@ def test_an_answer_needs_the_cells_that_define_its_names_and_theirs():
     assert program(["import keras; import numpy as np", answer], {"f"})[0] == \
         "import keras; import numpy as np", "statements that share a line stay together"
     assert program(["%matplotlib inline", "def f():\n    pass"], {"f"}) == ["def f():\n    pass"]
+    # A helper defined after the answer, in the same cell, is there when the answer is called.
+    later = "def f(x):\n    return g(x)\ndef g(x):\n    return x"
+    assert program([later + "\nprint('left out')"], {"f"}) == [later]
 
 
 def test_only_arrays_numbers_strings_and_tuples_cross_and_never_a_pickle():

@@ -115,23 +115,21 @@ def program(cells: list[str], names: set[str]) -> list[str]:
     """The statements of ``cells`` that define ``names``, and those they need, as cells.
 
     ``cells`` are the code cells before the checker cell. Each needed name comes from the last
-    top-level statement before the one that needs it that binds it; the chosen statements keep
-    their order and their cells (one cell's error does not stop the next). A cell's other
+    top-level statement that binds it (its value when the checker calls the answer); the chosen
+    statements keep their order and their cells (one cell's error does not stop the next). A cell's other
     statements (the notebook's ``import keras`` beside ``import numpy as np``, a training run)
     are left out: they cannot change what the answer computes from the checker's inputs.
     """
     units = [(cell, *unit) for cell, source in enumerate(cells)
              for unit in _statements(source)]
+    last = {name: index for index, unit in enumerate(units) for name in unit[2]}
     chosen: set[int] = set()
-    todo = [(name, len(units)) for name in names]
+    todo = list(names)
     while todo:
-        name, before = todo.pop()
-        for index in range(before - 1, -1, -1):
-            if name in units[index][2]:
-                if index not in chosen:
-                    chosen.add(index)
-                    todo.extend((n, index) for n in units[index][3])
-                break
+        index = last.get(todo.pop())
+        if index is not None and index not in chosen:
+            chosen.add(index)
+            todo.extend(units[index][3])
     grouped: dict[int, list[str]] = {}
     for index in sorted(chosen):
         grouped.setdefault(units[index][0], []).append(units[index][1])
