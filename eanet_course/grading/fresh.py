@@ -263,23 +263,31 @@ def learner_main() -> None:
 class _Remote:
     """Stands for the learner's function in the checker process: each call runs in the
     learner process; a call that does not finish (the checker's time limit) ends that process,
-    and the next call starts a fresh one."""
+    and the next call starts a fresh one.
+
+    :meth:`start` starts the learner process (its imports and cells are not timed as a call);
+    a function that is not there is reported by the first call, as feedback."""
 
     def __init__(self, command: list[str], cells: list[str], name: str, cell_seconds: float):
         self.command, self.cells, self.name = command, cells, name
         self.cell_seconds = cell_seconds
         self.process: subprocess.Popen | None = None
+        self.missing: str | None = None
 
-    def _start(self) -> None:
+    def start(self) -> None:
         self.process = subprocess.Popen(self.command, stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         send(self.process.stdin, {"cells": self.cells, "name": self.name,
                                   "cell_seconds": self.cell_seconds})
-        ready, _ = receive(self.process.stdout)
+        try:
+            ready, _ = receive(self.process.stdout)
+        except EOFError:
+            ready = {"ready": False, "type": "gone", "errors": ["the process ended"]}
         if not ready["ready"]:
             failed = "".join(f"\n  {line}" for line in ready["errors"][:3])
-            raise NameError(f"`{self.name}` is not defined as a function by the cells it "
-                            f"needs (it is {ready['type']}){':' if failed else '.'}{failed}")
+            self.missing = (f"`{self.name}` is not defined as a function by the cells it needs "
+                            f"(it is {ready['type']}){':' if failed else '.'}{failed}")
+            self.close()
 
     def close(self) -> None:
         if self.process is not None:
@@ -288,8 +296,11 @@ class _Remote:
             self.process = None
 
     def __call__(self, *args):
+        if self.missing:
+            raise NameError(self.missing)
         if self.process is None:
-            self._start()
+            self.start()
+            return self(*args)
         try:
             blobs: list[bytes] = []
             send(self.process.stdin, {"args": _encode(args, blobs)}, blobs)
@@ -322,6 +333,7 @@ def checker_main() -> None:
     check = getattr(checks, job["checker"])
     remote = _Remote(job["learner"], job["cells"], job["name"], job["cell_seconds"])
     try:
+        remote.start()
         result = check(remote)
     finally:
         remote.close()
