@@ -151,13 +151,12 @@ def _copy_folder(source: str, target: str) -> None:
 def _outputs(verdict, checker: str) -> list:
     from eanet_course.checks import CheckResult
 
-    result = CheckResult(verdict.passed, verdict.message)
     note = ("\n(Re-checked in a fresh process" + (", shared with your code: the checker takes "
             "objects." if verdict.shared else ".") + ")")
     shown = CheckResult(verdict.passed, verdict.message + note)
     outputs = [new_output("display_data", data={"text/plain": repr(shown),
                                                 "text/html": shown._repr_html_()})]
-    if not result.passed:
+    if not verdict.passed:
         outputs.append(new_output("error", ename="AssertionError",
                                   evalue=FAILED.format(checker=checker),
                                   traceback=[f"AssertionError: {FAILED.format(checker=checker)}"]))
