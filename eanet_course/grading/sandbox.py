@@ -30,7 +30,6 @@ import stat
 import subprocess
 import sys
 import time
-import tomllib
 import uuid
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -76,6 +75,11 @@ class Limits:
         path = Path(course) / LIMITS_FILE
         if not path.exists():
             return cls()
+        try:
+            import tomllib  # Python 3.11, like nbgrader; the course itself runs on 3.10
+        except ImportError as error:
+            raise ValueError(f"reading {path} needs Python 3.11 or newer, as nbgrader does "
+                             "(make clean && make PYTHON=python3.11 instructor).") from error
         try:
             values = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as error:
