@@ -27,6 +27,7 @@ lab: setup
 # Package tests, every notebook, solution and exercise under nbval, and the browser test.
 test: setup
 	scripts/ensure-chromium.sh $(BIN)/python
+	scripts/ensure-bubblewrap.sh
 	$(TEST_ENV) $(BIN)/python -m pytest --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=600 --timeout=900 tests notebooks solutions exercises
 
@@ -47,6 +48,14 @@ instructor: setup
 	cd instructor && PATH="$(abspath $(BIN)):$$PATH" nbgrader generate_assignment --force "*"
 	@echo "Released copies: instructor/release/. Next: cd instructor, then nbgrader autograde," \
 		"generate_feedback, export with $(abspath $(BIN)) on the PATH."
+
+# Instructors: autograde every submission of assignment A in instructor/submitted/, each in a
+# sandbox (make autograde A=01_patches; see "For instructors" in the README).
+.PHONY: autograde
+autograde: setup
+	@test -n "$(A)" || { echo "usage: make autograde A=ASSIGNMENT (e.g. A=01_patches)"; exit 2; }
+	scripts/ensure-bubblewrap.sh
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m eanet_course grade "$(A)" --course instructor
 
 clean:
 	rm -rf $(VENV) test-output .pytest_cache _build

@@ -274,6 +274,8 @@ def _parser() -> argparse.ArgumentParser:
                                  description="Versions, GPU, data cache, widget support.")
     doctor.set_defaults(handler=_doctor)
     _add_ablation(commands)
+    from eanet_course.grading.command import add_grade  # noqa: PLC0415 -- lives with grading
+    add_grade(commands)
     return parser
 
 

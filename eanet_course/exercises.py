@@ -31,8 +31,9 @@ compares bytes):
    region;
 3. ``exercises/NN_<topic>.ipynb``, the learner's self-study copy: nbgrader's own
    ``ClearSolutions`` and ``ClearOutput`` preprocessors, nbgrader's metadata dropped, cells left
-   editable, and a note on top saying where the file comes from. Nothing inside a solution region
-   reaches it: the region becomes nbgrader's stub, ``raise NotImplementedError()``.
+   editable, the solution it comes from in its metadata (:data:`GENERATED`) and a last line
+   saying where the worked solution is. Nothing inside a solution region reaches it: the region
+   becomes nbgrader's stub, ``raise NotImplementedError()``.
 
 nbgrader (the ``[instructor]`` extra, Python 3.11 or newer) does the clearing, so building and
 checking need it; the generated notebooks themselves need only the course.
@@ -49,7 +50,7 @@ from types import SimpleNamespace
 import nbformat
 from nbformat import NotebookNode
 
-__all__ = ["BEGIN", "END", "POINTS", "MissingNbgrader", "annotated", "build", "exercise_text",
+__all__ = ["BEGIN", "END", "GENERATED", "POINTS", "MissingNbgrader", "annotated", "build", "exercise_text",
            "solution_text", "source_text", "stale"]
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -59,6 +60,8 @@ ANSWERS = {"**Your prediction:**": "prediction", "**Your findings:**": "findings
 POINTS = {"checker": 2, "prediction": 1, "findings": 2}
 #: The variable a one-call checker cell keeps its result in, in the nbgrader source.
 FEEDBACK = "feedback"
+#: The exercise's metadata key that says which solution it was generated from, and how.
+GENERATED = "eanet_course_generated"
 _TASK = re.compile(r"^#+\s*★+\s*(?P<kind>Build|Predict|Explore)\b", re.M)
 _HEADING = re.compile(r"^(?P<level>#+)\s", re.M)
 
@@ -340,12 +343,12 @@ def exercise_text(solution_path: str | Path) -> str:
     exercise = _clear_outputs(exercise)
     for cell in exercise.cells:
         cell.metadata.pop("nbgrader", None)
+    exercise.metadata[GENERATED] = {"from": f"solutions/{solution_path.name}",
+                                    "by": "python -m eanet_course exercises build"}
     note = nbformat.v4.new_markdown_cell(
-        f"*Generated from `solutions/{solution_path.name}` by `python -m eanet_course exercises "
-        "build`: edit the solution, not this file.* Replace each `raise NotImplementedError()` "
-        "with your code, then run the checker cell after it.")
-    note["id"] = "generated-note"
-    exercise.cells.insert(0, note)
+        f"*The worked solution, for after you have tried: `solutions/{solution_path.name}`.*")
+    note["id"] = "solution-note"
+    exercise.cells.append(note)
     return _text(exercise)
 
 

@@ -20,12 +20,18 @@ c.CourseDirectory.db_url = f"sqlite:///{os.path.join(here, 'gradebook.db')}"
 c.Exchange.root = os.path.join(here, "exchange")
 c.Exchange.cache = os.path.join(here, "exchange", ".cache")
 
-# Each cell of a submission gets at most this many seconds when autograding: an answer that
-# loops forever costs its cell's points, and grading goes on with the next cell.
-c.ExecutePreprocessor.timeout = 120
-# After that limit nbgrader interrupts the kernel. A kernel busy in TensorFlow can take longer
-# than nbclient's default 4 s to answer, and the whole submission then fails to grade; with
-# 30 s it is graded, the slow cell counting as an error.
+# Each autograded notebook runs its kernel in a sandbox (bubblewrap: no network, a private
+# /tmp, nothing of the course visible), and each checker cell is scored by a re-check of the
+# answer in fresh processes, not by what the kernel printed. The limits, including each cell's
+# time (an answer that loops forever costs its cell's points, and grading goes on with the next
+# cell), are in sandbox.toml, next to this file. `python -m eanet_course grade ASSIGNMENT` adds
+# a wall-time and a process limit per submission.
+from eanet_course.grading.autograde import configure  # noqa: E402
+
+configure(c, here)
+# After a cell's limit nbgrader interrupts the kernel. A kernel busy in TensorFlow can take
+# longer than nbclient's default 4 s to answer, and the whole submission then fails to grade;
+# with 30 s it is graded, the slow cell counting as an error.
 c.ExecutePreprocessor.iopub_timeout = 30
 
 # Autograding runs each notebook top to bottom: the ci profile (the offline digits, a small

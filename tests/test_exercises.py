@@ -125,17 +125,23 @@ def test_each_region_becomes_nbgraders_stub_and_nothing_inside_it_leaks(tmp_path
     exercises.build(tmp_path)
     exercise = tmp_path / "exercises" / "01_twice.ipynb"
     cells = cells_of(exercise)
-    assert "Generated from `solutions/01_twice.ipynb`" in cells[0].source
-    assert cells[4].source == ('def f(x):\n    """Doc."""\n'
+    # Where it comes from is metadata; the learner reads one line, at the end, on the solution.
+    assert nbformat.read(exercise, as_version=4).metadata[exercises.GENERATED] == {
+        "from": "solutions/01_twice.ipynb", "by": "python -m eanet_course exercises build"}
+    assert cells.pop().source == ("*The worked solution, for after you have tried: "
+                                  "`solutions/01_twice.ipynb`.*")
+    assert cells[0].source == nbformat.read(tmp_path / "solutions" / "01_twice.ipynb",
+                                            as_version=4).cells[0].source
+    assert cells[3].source == ('def f(x):\n    """Doc."""\n'
                                "    # YOUR CODE HERE\n    raise NotImplementedError()")
-    assert cells[7].source == "**Your prediction:**\nYOUR ANSWER HERE"
-    assert cells[12].source == "**Your findings:**\nYOUR ANSWER HERE"
+    assert cells[6].source == "**Your prediction:**\nYOUR ANSWER HERE"
+    assert cells[11].source == "**Your findings:**\nYOUR ANSWER HERE"
     assert all("nbgrader" not in c.metadata for c in cells), "the learner's copy stays plain"
     text = exercise.read_text()
     for leak in ("HINT", "return twice x", SECRET, "return y", "it returns 6."):
         assert leak not in text
     namespace: dict = {}
-    exec(cells[4].source, namespace)
+    exec(cells[3].source, namespace)
     with pytest.raises(NotImplementedError):
         namespace["f"](1)
 
@@ -169,7 +175,7 @@ def test_the_graded_cell_shows_the_feedback_then_raises_when_the_check_fails(tmp
                 exec(cell.source, namespace)
         assert shown == [result], "the feedback is shown, pass or fail"
     # The learner's own copy keeps the plain call, which never raises.
-    assert cells_of(tmp_path / "exercises" / "01_twice.ipynb")[5].source == "checks.check_twice(f)"
+    assert cells_of(tmp_path / "exercises" / "01_twice.ipynb")[4].source == "checks.check_twice(f)"
     # Answers sit in solution regions in the source.
     assert source[6].source == f"**Your prediction:**\n{BEGIN}\nit returns 6.\n{END}"
 
@@ -196,7 +202,7 @@ def test_build_clears_outputs_and_is_byte_for_byte_deterministic(tmp_path):
         "solutions/01_twice.ipynb"]
     first = {p: p.read_bytes() for p in written}
     for generated in ("exercises/01_twice.ipynb", "instructor/source/01_twice/01_twice.ipynb"):
-        cell = cells_of(tmp_path / generated)[-1]
+        cell = next(c for c in cells_of(tmp_path / generated) if c.source == "f(2)")
         assert cell.outputs == [] and cell.execution_count is None, generated
     assert cells_of(path)[1].outputs, "the solution keeps its outputs: build adds metadata only"
     assert exercises.build(tmp_path) == []

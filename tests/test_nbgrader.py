@@ -1,12 +1,18 @@
 """instructor/ is an nbgrader course: a synthetic class goes from release to exported grades.
 
-Every assignment is generated; three of them are autograded for three students: one with the
+Every assignment is generated; two of them are autograded for three students: one with the
 solutions' answers (full marks on the autograded cells), one who hands the stubs back (0), and
 one whose answers crash, call ``sys.exit`` or loop forever and who adds a bare ``sys.exit()``
 cell (0 on those cells, full marks on the answers that are right). The gradebook and the
 exported CSV must hold exactly the scores the answers deserve. Grading is bounded: nbgrader
-stops a cell after ``CELL_TIMEOUT`` seconds (here; 120 s in ``nbgrader_config.py``), and the
+stops a cell after ``CELL_TIMEOUT`` seconds (here; 120 s in ``sandbox.toml``), and the
 autograde process is given at most twice that per submission.
+
+The course's config grades in the sandbox, each checker cell scored by a re-check in fresh
+processes (eanet_course.grading): 01 has a NumPy answer (checker and answer in two processes),
+05 also a Keras layer (checker and answer in one). Each re-check that imports TensorFlow costs
+seconds, so two assignments are graded here, not three; tests/test_hostile_class.py grades a
+hostile class on a NumPy-only assignment.
 """
 
 import ast
@@ -27,10 +33,12 @@ pytest.importorskip("nbgrader", reason="the [instructor] extra: nbgrader, Python
 from nbgrader.api import Gradebook  # noqa: E402 -- after the skip
 
 ROOT = Path(__file__).resolve().parents[1]
-GRADED = ["01_patches", "04_double_normalization", "05_multi_head_external_attention"]
+GRADED = ["01_patches", "05_multi_head_external_attention"]
 STUDENTS = ("ada", "bob", "eve")  # right answers, the stubs, answers that crash, exit or loop
 #: Seconds per cell while grading here: the looping answer costs this much, once.
 CELL_TIMEOUT = 60
+#: Seconds per call of an answer when it is re-checked out of the kernel.
+CALL_LIMIT = 5
 #: What eve writes in place of the stub, by mode, and the cell she adds after the imports.
 BROKEN = {
     "exit": "import sys\nsys.exit(3)",
@@ -126,9 +134,15 @@ def dependencies(source_nb) -> dict[str, set[str]]:
 
 
 def copy_course(tmp_path_factory) -> Path:
-    """The course directory as an instructor has it: the config and the generated source."""
+    """The course directory as an instructor has it: the config, the sandbox's limits (each call
+    of a looping answer stopped after CALL_LIMIT seconds when re-checked) and the generated
+    source."""
     course = tmp_path_factory.mktemp("course")
     shutil.copy(ROOT / "instructor" / "nbgrader_config.py", course)
+    limits = (ROOT / "instructor" / "sandbox.toml").read_text()
+    assert "\ncall_seconds = 20\n" in limits
+    (course / "sandbox.toml").write_text(
+        limits.replace("\ncall_seconds = 20\n", f"\ncall_seconds = {CALL_LIMIT}\n"))
     shutil.copytree(ROOT / "instructor" / "source", course / "source")
     return course
 
