@@ -7,7 +7,7 @@ import json
 import filelock
 import pytest
 
-from eanet_course import training
+from eanet_course import runs, training
 from eanet_course.cli import main
 
 
@@ -46,6 +46,7 @@ def test_bad_strategy_settings_print_one_line(argv, status, message, monkeypatch
 def test_a_busy_folder_is_one_error_line(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
+    (run / runs.MARKER).touch()
     with filelock.FileLock(run / ".lock", timeout=0):
         assert main(["train", "--profile", "ci", "--logdir", str(run)]) == 1
     err = capsys.readouterr().err

@@ -9,7 +9,7 @@ import filelock
 import keras
 import pytest
 
-from eanet_course import training
+from eanet_course import runs, training
 from eanet_course.config import get_profile
 from eanet_course.data import make_datasets
 
@@ -132,10 +132,11 @@ def test_a_busy_folder_is_refused_at_once(tmp_path):
     """The lock a running training holds: here the test holds it, in another file handle."""
     run = tmp_path / "run"
     run.mkdir()
+    (run / runs.MARKER).touch()  # a training marks its folder before it takes the lock
     with filelock.FileLock(run / ".lock", timeout=0):
         with pytest.raises(training.RunFolderBusy, match="busy.*another logdir"):
             training.train(TINY, logdir=run, verbose=0)
-    assert sorted(p.name for p in run.iterdir()) == [".lock"]
+    assert sorted(p.name for p in run.iterdir()) == [runs.MARKER, ".lock"]
 
 
 def test_load_or_train_trains_once_then_loads(monkeypatch, tmp_path):
