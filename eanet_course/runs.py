@@ -108,8 +108,9 @@ def check_folder(path: str | os.PathLike, flag: str = "--logdir") -> Path:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError(f"{flag} {text.encode('utf-8', 'backslashreplace').decode()} is not "
-                         "valid UTF-8; pass a folder whose name is.") from None
+        shown = os.fsencode(text).decode("utf-8", "backslashreplace")
+        raise ValueError(f"{flag} {shown} is not valid UTF-8; pass a folder whose name is.") \
+            from None
     folder = Path(text).expanduser()
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{flag} {folder} is a file; pass a folder.")
