@@ -92,6 +92,9 @@ def _bench(args: argparse.Namespace) -> int:
     if args.profile is not None and args.what != "epoch":
         raise ValueError("--profile picks the model whose epoch is timed: use it with "
                          "`bench epoch`.")
+    if args.overwrite and args.what != "limits":
+        raise ValueError("--overwrite replaces the results of `bench limits`: use it with "
+                         "`bench limits`.")
     if args.what == "epoch":
         return _bench_epoch(args)
     options = {"trace_dir": args.trace} if args.trace is not None else {}
@@ -102,7 +105,8 @@ def _bench(args: argparse.Namespace) -> int:
     elif args.what == "limits":
         from eanet_course.bench.limits import run
 
-        options.update(shard=args.shard, save=args.save, ship=args.ship)
+        options.update(shard=args.shard, save=args.save, ship=args.ship,
+                       overwrite=args.overwrite)
     else:
         from eanet_course.bench.training import run
     run(quick=args.quick, out_dir=args.out_dir, **options)
@@ -307,6 +311,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--ship", action="store_true",
                        help="limits: write the record into the package (maintainers, in a "
                             "checkout)")
+    bench.add_argument("--overwrite", action="store_true",
+                       help="limits: replace a limits.json of another plan in --out (without "
+                            "it, that is refused before anything is trained)")
     bench.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/K",
                        help="limits: train only every K-th training from I (0-based), to split "
                             "the map between K processes or machines; rerun without it to "

@@ -61,7 +61,7 @@ from eanet_course.validation import FileRefused, open_regular, read_bounded
 __all__ = ["BACKUP_LIMIT", "HISTORY_LIMIT", "JSON_LIMIT", "KERAS_MEMBER_LIMITS", "MARKER",
            "Backup", "Recipe", "RunFolderBusy", "RunResult", "check_folder", "check_keras_file",
            "claim", "default_run_dir", "hold", "load_model", "read_history", "read_json",
-           "refuse_overwrite", "run_name", "train_in"]
+           "keep_results", "prepare", "run_name", "train_in"]
 
 #: The file that marks a folder the course made (any folder under ``EANET_HOME`` is one too).
 MARKER = ".eanet-course"
@@ -120,18 +120,25 @@ def check_folder(path: str | os.PathLike, flag: str = "--logdir") -> Path:
     return folder
 
 
-@contextlib.contextmanager
-def hold(path: Path, flag: str = "--logdir") -> Iterator[Path]:
-    """Check ``path`` (:func:`check_folder`), create and mark it, and hold its lock.
-
-    Raises :class:`RunFolderBusy` at once if another process holds the lock.
-    """
+def prepare(path: str | os.PathLike, flag: str = "--logdir") -> Path:
+    """Check ``path`` (:func:`check_folder`), then create it and mark it as the course's."""
     folder = check_folder(path, flag)
     folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / MARKER).exists():  # first, so that a folder with a lock is marked
+    if not (folder / MARKER).exists():
         with atomic_write(folder / MARKER) as f:
             f.write("Written by the EANet course (python -m eanet_course): a folder it may "
                     "write into.\n")
+    return folder
+
+
+@contextlib.contextmanager
+def hold(path: str | os.PathLike, flag: str = "--logdir") -> Iterator[Path]:
+    """:func:`prepare` ``path``, then hold its lock while the ``with`` block runs.
+
+    Raises :class:`RunFolderBusy` at once if another process holds the lock. The folder is
+    marked before the lock is taken, so a folder whose lock is held is always the course's.
+    """
+    folder = prepare(path, flag)
     lock = filelock.FileLock(folder / ".lock", timeout=0)
     try:
         lock.acquire()
@@ -564,14 +571,24 @@ def train_in(folder: Path, recipe: Recipe, epochs: int, *, record: dict,
     return RunResult(best, history, test_metrics, folder, wall, done)
 
 
-def refuse_overwrite(folder: Path, name: str, overwrite: bool,
-                     flag: str = "--overwrite") -> Path:
-    """``folder / name`` if a benchmark may write it: it does not exist yet, or ``overwrite``.
+def keep_results(path: Path, mine: dict, overwrite: bool, flag: str = "--overwrite") -> None:
+    """Refuse to replace the results in ``path`` by those of another benchmark.
 
-    Checked before the benchmark starts, so a refusal costs nothing.
+    ``mine`` holds what identifies this benchmark (its plan, its options). ``path`` may be
+    replaced when it does not exist, when it holds the same values for the keys of ``mine``
+    (the same benchmark, resumed or gathered again: its results only grow), or with
+    ``overwrite``. Call it before the benchmark starts, so that a refusal costs nothing, and
+    again before writing.
     """
-    path = folder / name
-    if path.exists() and not overwrite:
-        raise ValueError(f"{path} holds earlier results; pass {flag} to replace them, or "
-                         "another --out folder.")
-    return path
+    if overwrite:
+        return
+    fix = f"pass {flag} to replace them, or another --out folder."
+    try:
+        theirs = read_json(path, "a benchmark's results", fix)
+    except FileNotFoundError:
+        return
+    mine = json.loads(json.dumps(mine))  # tuples as JSON gives them back: lists
+    differ = sorted(k for k in mine if not isinstance(theirs, dict) or theirs.get(k) != mine[k])
+    if differ:
+        raise ValueError(f"{path} holds the results of another run (its {', '.join(differ)} "
+                         f"differ); {fix}")
