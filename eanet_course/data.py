@@ -365,19 +365,19 @@ def _download_cifar100() -> Path:
     """The cached archive, downloaded and hash-checked first if needed.
 
     The download goes to a temporary folder beside the cache and is moved into place only once
-    its SHA-256 matches, so the cache never holds a partial or corrupt archive of the course's
-    making; a cached file that fails the check (a file put there by hand) is refused, kept, and
-    named with the fix.
+    its SHA-256 matches, so the cache never holds a partial or corrupt archive; a cached file
+    that fails the check is removed (every message after that says so) and fetched again. A
+    cached pipe, device or oversized file is refused unread.
     """
     target = cifar100_cache_path()
+    removed = ""
     if target.exists():
-        fix = (f"delete {target} (the course then downloads it again), or put the real "
-               f"cifar-100-python.tar.gz there ({CIFAR100_URL}).")
-        found = _sha256(target, fix)
+        found = _sha256(target, f"delete {target}; the course then downloads it again.")
         if found == CIFAR100_SHA256:
             return target
-        raise ValueError(f"The cached CIFAR-100 archive {target} has the SHA-256 {found[:16]}..., "
-                         f"not CIFAR-100's {CIFAR100_SHA256[:16]}...; {fix}")
+        target.unlink()
+        removed = (f"; the cached {target} had the SHA-256 {found[:12]}..., not CIFAR-100's "
+                   f"{CIFAR100_SHA256[:12]}..., and was removed")
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(dir=target.parent, prefix=".download-"))
     try:
@@ -386,14 +386,14 @@ def _download_cifar100() -> Path:
             cache_dir=str(partial), cache_subdir=".")
         os.replace(downloaded, target)
     except ValueError as e:  # downloaded, but the hash does not match
-        raise ValueError(f"The downloaded CIFAR-100 archive was corrupt and was removed ({e}); "
-                         "run again to download it anew.") from e
+        raise ValueError(f"The downloaded CIFAR-100 archive was corrupt and was removed "
+                         f"({e}{removed}); run again to download it anew.") from e
     except Exception as e:  # get_file raises a bare Exception when the URL cannot be fetched
         raise ConnectionError(
-            f"CIFAR-100 is not cached ({target}) and could not be downloaded ({e}). To go on "
-            "offline: pass path= to a downloaded cifar-100-python.tar.gz (or its extracted "
-            f"folder), copy that file to {target}, or set EANET_DATASET=digits to use the "
-            "offline digits set."
+            f"CIFAR-100 is not cached ({target}{removed}) and could not be downloaded ({e}). "
+            "To go on offline: pass path= to a downloaded cifar-100-python.tar.gz (or its "
+            f"extracted folder), copy that file to {target}, or set EANET_DATASET=digits to use "
+            "the offline digits set."
         ) from e
     finally:
         shutil.rmtree(partial, ignore_errors=True)

@@ -36,7 +36,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator:
 
     The data go to a temporary file in the same folder, which is flushed, synced and renamed
     over ``path`` only when the ``with`` block ends without an error; on an error it is removed
-    and ``path`` is left as it was. The new file gets the usual mode (``0666`` less the umask). ``mode`` is ``"w"`` (text) or ``"wb"`` (bytes).
+    and ``path`` is left as it was. The new file gets the usual mode (``0666`` less the umask).
+    ``mode`` is ``"w"`` (text) or ``"wb"`` (bytes).
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write: mode={mode!r} must be 'w' or 'wb'.")
