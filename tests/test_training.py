@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import stat
 
 import filelock
 import keras
@@ -39,6 +40,9 @@ def test_train_end_to_end(tmp_path):
     assert sorted(p.name for p in (run / "backup").iterdir()) == [
         "epoch-0001.weights.h5", "epoch-0002.weights.h5"]
     assert not (run / ".partial-best.keras").exists()  # every checkpoint was moved into place
+    # Every file has the same mode (atomic writes too: mkstemp's 0600 is not kept).
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in run.rglob("*") if p.is_file()}
+    assert len(set(modes.values())) == 1, modes
     assert len(result.history["loss"]) == 2 and len(result.history["val_accuracy"]) == 2
     assert result.resumed_from == 0 and not result.already_finished
     assert set(result.test_metrics) == {"loss", "accuracy", "top5_accuracy"}
