@@ -114,9 +114,8 @@ class _PortRecipe(runs.Recipe):
 
 def _train_port(config: EANetConfig, run_dir: Path, epochs: int, verbose) -> dict[str, float]:
     """The port arm in its run folder; the test metrics of its best-validation model."""
-    identity = {k: v for k, v in runs._identity(config).items() if k != "epochs"}
     with runs.hold(run_dir, "--out") as folder:
-        runs.claim(folder, {**identity, "recipe": "keras-example"})
+        runs.claim(folder, {**runs.identity(config), "recipe": "keras-example"})
         return runs.train_in(folder, _PortRecipe(config, verbose), epochs,
                              record=dataclasses.asdict(config)).test_metrics
 

@@ -19,7 +19,11 @@ def eanet_home() -> Path:
     """The course's cache folder: ``$EANET_HOME``, else ``~/.cache/eanet-course`` (created)."""
     home = Path(os.environ.get("EANET_HOME") or Path.home() / ".cache" / "eanet-course")
     home = home.expanduser()
-    home.mkdir(parents=True, exist_ok=True)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"EANET_HOME {home} cannot be the course's folder ({e.strerror}); set "
+                         "EANET_HOME to a folder you can write to, or unset it.") from None
     return home
 
 

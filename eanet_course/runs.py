@@ -60,8 +60,8 @@ from eanet_course.validation import FileRefused, open_regular, read_bounded
 
 __all__ = ["BACKUP_LIMIT", "HISTORY_LIMIT", "JSON_LIMIT", "KERAS_MEMBER_LIMITS", "MARKER",
            "Backup", "Recipe", "RunFolderBusy", "RunResult", "check_folder", "check_keras_file",
-           "claim", "default_run_dir", "hold", "load_model", "read_history", "read_json",
-           "keep_results", "prepare", "run_name", "train_in"]
+           "claim", "default_run_dir", "hold", "identity", "keep_results", "load_model",
+           "prepare", "read_history", "read_json", "run_name", "train_in"]
 
 #: The file that marks a folder the course made (any folder under ``EANET_HOME`` is one too).
 MARKER = ".eanet-course"
@@ -71,13 +71,15 @@ JSON_LIMIT = 50_000_000
 HISTORY_LIMIT = 10_000_000
 #: The largest backup file (weights and optimizer state). The paper profile's is a few MB.
 BACKUP_LIMIT = 1 << 30
-#: The largest declared size of each member of a ``.keras`` file, and of all of them together.
+#: The largest declared size of each member of a ``.keras`` file (any other member: 1 MiB).
 #: The course's models write a config of some tens of KB and weights of a few MB (the paper
 #: profile's); Keras's own guard starts at 256 MiB per member and 4 GiB in all.
 KERAS_MEMBER_LIMITS: dict[str, int] = {"config.json": 4 << 20, "metadata.json": 1 << 20,
                                        "model.weights.h5": 1 << 30}
 _KERAS_OTHER_MEMBER_LIMIT = 1 << 20
 _KERAS_MAX_MEMBERS = 64
+#: All members together: what the named ones may hold, and 8 MiB of others.
+_KERAS_TOTAL_LIMIT = sum(KERAS_MEMBER_LIMITS.values()) + (8 << 20)
 
 
 class RunFolderBusy(OSError):
@@ -186,13 +188,19 @@ def claim(folder: Path, identity: dict) -> None:
 
 # -- names -------------------------------------------------------------------------------------
 
-def _identity(config: EANetConfig) -> dict:
-    """``config`` as a run folder records it. ``precision`` is left out when it is the default,
-    ``"float32"``, so a float32 run keeps the ``config.json`` it had before the field existed."""
+def _fields(config: EANetConfig) -> dict:
+    """``config``'s fields, ``precision`` left out when it is the default, ``"float32"``, so a
+    float32 run keeps the digest and ``config.json`` it had before the field existed."""
     fields = dataclasses.asdict(config)
     if fields["precision"] == "float32":
         del fields["precision"]
     return fields
+
+
+def identity(config: EANetConfig) -> dict:
+    """``config`` as a run folder's ``config.json`` records it: ``epochs`` aside, since a
+    finished run may be trained on for more epochs in the same folder."""
+    return {k: v for k, v in _fields(config).items() if k != "epochs"}
 
 
 def _short(value) -> str:
@@ -208,7 +216,7 @@ def run_name(config: EANetConfig) -> str:
     The digest of the whole config keeps every config's name apart.
     """
     digest = hashlib.sha256(
-        json.dumps(_identity(config), sort_keys=True).encode()).hexdigest()[:8]
+        json.dumps(_fields(config), sort_keys=True).encode()).hexdigest()[:8]
     mine = dataclasses.asdict(config)
     best = None
     for name, profile in sorted(PROFILES.items()):
@@ -232,7 +240,7 @@ def default_run_dir(config: EANetConfig) -> Path:
     """
     runs = eanet_home() / "runs"
     legacy = runs / (f"{config.dataset}-" + hashlib.sha256(
-        json.dumps(_identity(config), sort_keys=True).encode()).hexdigest()[:10])
+        json.dumps(_fields(config), sort_keys=True).encode()).hexdigest()[:10])
     return legacy if legacy.is_dir() else runs / run_name(config)
 
 
@@ -257,7 +265,7 @@ def check_keras_file(path: Path) -> None:
             raise FileRefused(f"{path}: its {member.filename} declares {member.file_size:,} "
                               f"bytes, more than a course model's ({limit:,}); {fix}")
         total += member.file_size
-    if total > BACKUP_LIMIT + (8 << 20):
+    if total > _KERAS_TOTAL_LIMIT:
         raise FileRefused(f"{path} declares {total:,} bytes in all; {fix}")
 
 

@@ -41,7 +41,7 @@ SEED_LIMIT = 2**32
 
 def _claim(run_dir: Path, config: EANetConfig) -> None:
     """Refuse a folder that holds another config's run; record ``config`` in a new one."""
-    runs.claim(run_dir, {k: v for k, v in runs._identity(config).items() if k != "epochs"})
+    runs.claim(run_dir, runs.identity(config))
 
 
 class _CourseRecipe(runs.Recipe):

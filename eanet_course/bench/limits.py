@@ -563,7 +563,8 @@ def run(quick: bool = False, out_dir: str | Path | None = None, *,
 
 def _run_time(path: Path) -> float:
     try:
-        return float(json.loads(path.read_text()).get("wall_time_s", 0.0))
+        return float(run_folders.read_json(path, "a training's result", "", limit=4096)
+                     .get("wall_time_s", 0.0))
     except (OSError, ValueError, AttributeError, TypeError):
         return 0.0
 
