@@ -8,7 +8,9 @@ Sharing one folder, the kills cost little more than one training. After every ki
 loads and is at least as good on the validation split as it was before the kill (a resumed run
 never replaces it by a worse model); at the end, ``history.csv`` holds each epoch once,
 best.keras is at least as good as every epoch any call logged, and ``result.json`` holds its
-test metrics. The SIGKILL matrix of ``train`` itself is ``tests/test_kill_matrix.py``.
+test metrics. One point makes the resumed epoch far worse than best.keras (the bug of
+issue 22: the port arm's resumed ``ModelCheckpoint`` started from scratch and replaced it).
+The SIGKILL matrix of ``train`` itself is ``tests/test_kill_matrix.py``.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from eanet_course import ablation, runs, training
 from eanet_course.config import get_profile
 from eanet_course.data import load_dataset, make_datasets
 
+# A learning rate at which the port arm's first epoch is its best (later ones fall back).
 TINY = get_profile("ci").replace(embed_dim=16, mlp_dim=16, num_heads=2, num_blocks=1,
-                                 batch_size=128, epochs=3)
+                                 batch_size=128, epochs=3, learning_rate=0.01)
 EPOCHS = 3
 
 
@@ -41,8 +44,8 @@ def _tear(path: Path, keep: float) -> None:
 
 
 @contextlib.contextmanager
-def _killed_at(point: str, monkeypatch):
-    """Install the kill at ``point`` for one call."""
+def _killed_at(point: str, monkeypatch, recipe):
+    """Install the kill at ``point`` for one call of ``recipe``'s run."""
     with monkeypatch.context() as patch:
         if point == "backup-write":  # the issue's case: a 0-byte backup left by the kill
             save_weights = keras.Model.save_weights
@@ -80,6 +83,21 @@ def _killed_at(point: str, monkeypatch):
                 raise Killed(point)
 
             patch.setattr(runs.Backup, "on_epoch_end", die)
+        elif point == "worse-epoch":  # an epoch far worse than best.keras, then its backup
+            fit = recipe.fit
+
+            def diverge(self, model, initial_epoch, epochs, callbacks):
+                model.optimizer.learning_rate = 1e3  # the weights blow up
+                fit(self, model, initial_epoch, epochs, callbacks)
+
+            backup = runs.Backup.on_epoch_end
+
+            def die(self, epoch, logs=None):
+                backup(self, epoch, logs)
+                raise Killed(point)
+
+            patch.setattr(recipe, "fit", diverge)
+            patch.setattr(runs.Backup, "on_epoch_end", die)
         elif point == "after-fit":  # every epoch done, best.keras not yet measured
             def die(self, logs=None):
                 raise Killed(point)
@@ -102,8 +120,8 @@ def _killed_at(point: str, monkeypatch):
 #: shared with the port arm.
 POINTS = {
     "keras3-port": ["backup-write", "mid-epoch", "checkpoint-write", "row-then-backup",
-                    "after-fit", "before-result"],
-    "course": ["backup-write", "checkpoint-write", "before-result"],
+                    "worse-epoch", "after-fit", "before-result"],
+    "course": ["backup-write", "checkpoint-write", "worse-epoch", "before-result"],
 }
 
 
@@ -131,9 +149,9 @@ def _history(run: Path) -> list[dict]:
 def test_kill_at_every_point_then_finish(augmentation, tmp_path, monkeypatch):
     arm = next(a for a in ablation.arms(TINY) if a.augmentation == augmentation)
     run = tmp_path / arm.name
+    recipe = training._CourseRecipe if augmentation == "course" else ablation._PortRecipe
     # Every call that trains first measures the best.keras it finds (the bar a new checkpoint
     # must pass): those measurements are what the kills left, call after call.
-    recipe = training._CourseRecipe if augmentation == "course" else ablation._PortRecipe
     evaluate, found = recipe.evaluate, []
 
     def spy(self, model, split):
@@ -145,12 +163,14 @@ def test_kill_at_every_point_then_finish(augmentation, tmp_path, monkeypatch):
     monkeypatch.setattr(recipe, "evaluate", spy)
     logged = []
     for point in POINTS[augmentation]:
-        with _killed_at(point, monkeypatch), pytest.raises(Killed, match=point):
+        with _killed_at(point, monkeypatch, recipe), pytest.raises(Killed, match=point):
             ablation._run_arm(TINY, arm, tmp_path, EPOCHS, 0)
         logged += [float(row["val_accuracy"]) for row in _history(run)]
         assert (run / "best.keras").is_file() and not (run / "result.json").exists(), point
         if point == "backup-write":  # the issue's case: the kill left a 0-byte backup file
             assert [p.stat().st_size for p in (run / "backup").iterdir()] == [0]
+        if point == "worse-epoch":  # the case happened: a resumed epoch worse than best.keras
+            assert float(_history(run)[-1]["val_accuracy"]) < found[-1] - 0.01, found
 
     result = ablation._run_arm(TINY, arm, tmp_path, EPOCHS, 0)
     assert [int(row["epoch"]) for row in _history(run)] == list(range(EPOCHS))
