@@ -203,9 +203,12 @@ def identity(config: EANetConfig) -> dict:
     return {k: v for k, v in _fields(config).items() if k != "epochs"}
 
 
-def _short(value) -> str:
+def _tag(key: str, value) -> str:
+    """A field that differs from its profile, short: ``seed3``, ``lr0.01``, ``mixedbfloat16``."""
+    if isinstance(value, str):
+        return re.sub(r"[^A-Za-z0-9]+", "", value)[:16]
     text = f"{value:g}" if isinstance(value, float) else str(value)
-    return re.sub(r"[^A-Za-z0-9.]+", "", text)[:12]
+    return re.sub(r"[^A-Za-z0-9.]+", "", key.replace("learning_rate", "lr") + text)[:16]
 
 
 def run_name(config: EANetConfig) -> str:
@@ -228,7 +231,7 @@ def run_name(config: EANetConfig) -> str:
     profile, differ = best
     if len(differ) > 2:
         profile, differ = "custom", []
-    tag = "".join(f"-{k.replace('_', '')}{_short(mine[k])}" for k in differ)
+    tag = "".join(f"-{_tag(k, mine[k])}" for k in differ)
     return f"{profile}-{config.dataset}{tag}-{digest}"
 
 
