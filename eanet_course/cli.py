@@ -105,7 +105,7 @@ def _bench(args: argparse.Namespace) -> int:
     elif args.what == "limits":
         from eanet_course.bench.limits import run
 
-        options.update(shard=args.shard, save=args.save, ship=args.ship,
+        options.update(shard=args.shard, train=not args.gather, save=args.save, ship=args.ship,
                        overwrite=args.overwrite)
     else:
         from eanet_course.bench.training import run
@@ -316,8 +316,10 @@ def _parser() -> argparse.ArgumentParser:
                             "it, that is refused before anything is trained)")
     bench.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/K",
                        help="limits: train only every K-th training from I (0-based), to split "
-                            "the map between K processes or machines; rerun without it to "
-                            "gather the table")
+                            "the map between K processes or machines")
+    bench.add_argument("--gather", action="store_true",
+                       help="limits: train nothing; make the table, plot and record from the "
+                            "trainings already kept (e.g. by several --shard runs)")
     bench.add_argument("--profile", choices=sorted(PROFILES),
                        help="epoch only: whose model and batch (default: $EANET_PROFILE, else "
                             "laptop)")

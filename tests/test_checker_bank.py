@@ -3,8 +3,10 @@
 Right answers come in the styles a class writes (NumPy, einsum, loops, keras.ops, TensorFlow
 tensors, float32 and float64, lists); every one must pass. Wrong answers are the classic
 mistakes and the near misses a weak checker lets through (an unstable softmax, one maximum for
-the whole array, a uint8 cast, a result cached by shape, a model built to count parameters...);
-every one must fail, and where the bank says so, the message must name the mistake. The rates
+the whole array, a uint8 cast, a result cached by shape, a model built to count parameters, an
+input changed in place, a pair in the wrong order...); every one must fail with a "Likely
+mistake:" line, and where the bank gives words, that line must contain them. More answers,
+written from the exercises' text as a learner reads it, are in ``learner_bank.py``. The rates
 are printed (``pytest -s``) and held to the issue's targets.
 """
 
@@ -21,6 +23,7 @@ from keras import layers, ops
 from eanet_course import checks
 from eanet_course import reference as ref
 from eanet_course.layers import ExternalAttention, TransformerBlock
+from learner_bank import LEARNER_BANK
 
 # ----------------------------------------------------------------------------------------------
 # 00 standardize
@@ -989,7 +992,7 @@ BANK = [
     (C.check_standardize, std_own_test_stats, False, "own statistics"),
     (C.check_standardize, std_no_divide, False, "standard deviation is missing"),
     (C.check_standardize, std_per_image, False, "its own statistics"),
-    (C.check_standardize, std_uint8_result, False, None),
+    (C.check_standardize, std_uint8_result, False, "whole number"),
     (C.check_extract_patches, patches_numpy, True, None),
     (C.check_extract_patches, patches_loops, True, None),
     (C.check_extract_patches, patches_keras, True, None),
@@ -999,20 +1002,20 @@ BANK = [
     (C.check_extract_patches, patches_column_major, False, "column by column over the image"),
     (C.check_extract_patches, patches_channel_planes, False, "channel plane"),
     (C.check_extract_patches, patches_plain_reshape, False, "plain reshape"),
-    (C.check_extract_patches, patches_square_only, False, None),
-    (C.check_extract_patches, patches_cached_by_shape, False, None),
+    (C.check_extract_patches, patches_square_only, False, "read every size"),
+    (C.check_extract_patches, patches_cached_by_shape, False, "earlier call"),
     (C.check_scaled_dot_product_attention, sdpa_numpy, True, None),
     (C.check_scaled_dot_product_attention, sdpa_einsum, True, None),
     (C.check_scaled_dot_product_attention, sdpa_keras, True, None),
     (C.check_scaled_dot_product_attention, sdpa_tf_float32, True, None),
-    (C.check_scaled_dot_product_attention, sdpa_unstable, False, "maximum"),
+    (C.check_scaled_dot_product_attention, sdpa_unstable, False, "overflows"),
     (C.check_scaled_dot_product_attention, sdpa_global_max, False, "one maximum for the whole"),
     (C.check_scaled_dot_product_attention, sdpa_no_scale, False, "scale factor is missing"),
     (C.check_scaled_dot_product_attention, sdpa_scale_dk, False, "divides by d_k"),
     (C.check_scaled_dot_product_attention, sdpa_over_queries, False, "over the queries"),
     (C.check_scaled_dot_product_attention, sdpa_returns_logits, False, "before the softmax"),
-    (C.check_scaled_dot_product_attention, sdpa_only_output, False, "expected a pair"),
-    (C.check_scaled_dot_product_attention, sdpa_k_transpose_2d, False, None),
+    (C.check_scaled_dot_product_attention, sdpa_only_output, False, "return both"),
+    (C.check_scaled_dot_product_attention, sdpa_k_transpose_2d, False, "reverses every axis"),
     (C.check_double_normalization, dn_numpy, True, None),
     (C.check_double_normalization, dn_keras, True, None),
     (C.check_double_normalization, dn_tf_float32, True, None),
@@ -1027,8 +1030,8 @@ BANK = [
     (C.check_double_normalization, dn_fixed_axes, False, "counted from the front"),
     (C.check_double_normalization, dn_two_softmaxes, False, "second softmax"),
     (C.check_double_normalization, dn_no_exp, False, "exponential is missing"),
-    (C.check_double_normalization, dn_float16, False, None),
-    (C.check_double_normalization, dn_cached, False, None),
+    (C.check_double_normalization, dn_float16, False, "low-precision"),
+    (C.check_double_normalization, dn_cached, False, "earlier call"),
     (C.check_external_attention, ea_with(dn_numpy), True, None),
     (C.check_external_attention, ea_einsum, True, None),
     (C.check_external_attention, ea_keras, True, None),
@@ -1044,7 +1047,7 @@ BANK = [
     (C.check_split_heads, split_no_transpose, False, "not reordered"),
     (C.check_split_heads, split_straight, False, "mixes patches and channels"),
     (C.check_split_heads, split_interleaved, False, "c % H"),
-    (C.check_split_heads, split_fixed_dh, False, None),
+    (C.check_split_heads, split_fixed_dh, False, "fixed number"),
     (C.check_merge_heads, merge_numpy, True, None),
     (C.check_merge_heads, merge_concatenate, True, None),
     (C.check_merge_heads, merge_tf, True, None),
@@ -1057,17 +1060,17 @@ BANK = [
     (C.check_external_attention_layer, LayerMergeWrong, False, "merged"),
     (C.check_external_attention_layer, LayerNoBias, False, "no biases"),
     (C.check_external_attention_layer, LayerNoConfig, False, "get_config"),
-    (C.check_external_attention_layer, LayerNotRegistered, False, "not registered"),
+    (C.check_external_attention_layer, LayerNotRegistered, False, "decorator"),
     (C.check_transformer_block, block_right, True, None),
     (C.check_transformer_block, block_operators_and_activation, True, None),
     (C.check_transformer_block, block_ops_gelu, True, None),
     (C.check_transformer_block, block_custom_layer, True, None),
     (C.check_transformer_block, block_batchnorm, False, "BatchNormalization"),
-    (C.check_transformer_block, block_ln_wrong_axis, False, "normalizes over the patches"),
-    (C.check_transformer_block, block_ln_both_axes, False, "patches and channels together"),
-    (C.check_transformer_block, block_shared_name, False, "share the name 'ln'"),
-    (C.check_transformer_block, block_shared_norm, False, "applied twice"),
-    (C.check_transformer_block, block_default_epsilon, False, "epsilon=0.001"),
+    (C.check_transformer_block, block_ln_wrong_axis, False, "the wrong axis"),
+    (C.check_transformer_block, block_ln_both_axes, False, "the wrong axis"),
+    (C.check_transformer_block, block_shared_name, False, "fixed name= reused"),
+    (C.check_transformer_block, block_shared_norm, False, "share one norm"),
+    (C.check_transformer_block, block_default_epsilon, False, "left at its default"),
     (C.check_transformer_block, block_relu, False, "ReLU"),
     (C.check_transformer_block, block_no_activation, False, "no activation"),
     (C.check_transformer_block, block_no_first_residual, False, "attention's residual"),
@@ -1075,18 +1078,18 @@ BANK = [
     (C.check_transformer_block, block_no_residuals, False, "both residual connections"),
     (C.check_transformer_block, block_mlp_reads_x, False, "MLP reads the block's input"),
     (C.check_transformer_block, block_post_norm, False, "post-norm"),
-    (C.check_transformer_block, block_missing_norm, False, "1 LayerNormalization"),
-    (C.check_transformer_block, block_heads_swapped, False, "num_heads="),
-    (C.check_transformer_block, block_the_package, False, "TransformerBlock"),
+    (C.check_transformer_block, block_missing_norm, False, "is missing"),
+    (C.check_transformer_block, block_heads_swapped, False, "wrong order"),
+    (C.check_transformer_block, block_the_package, False, "from its parts"),
     (C.check_parameter_count, _count, True, None),
     (C.check_parameter_count, count_numpy_int, True, None),
     (C.check_parameter_count, count_float, True, None),
-    (C.check_parameter_count, count_builds_model, False, "builds Keras layers"),
+    (C.check_parameter_count, count_builds_model, False, "by formula"),
     (C.check_parameter_count, count_no_positions, False, "position embedding"),
     (C.check_parameter_count, count_one_block, False, "one block counted"),
     (C.check_parameter_count, count_ignores_memory_units, False, "memory_units ignored"),
     (C.check_parameter_count, count_no_biases, False, "biases are not counted"),
-    (C.check_parameter_count, count_true_division, False, "not a whole number"),
+    (C.check_parameter_count, count_true_division, False, "true division"),
     (C.check_parameter_count, count_norms_as_one_vector, False, "one vector of embed_dim"),
     (C.check_learning_rate_schedule, schedule_keras, True, None),
     (C.check_learning_rate_schedule, schedule_subclass, True, None),
@@ -1104,7 +1107,7 @@ BANK = [
     (C.check_train_step, step_swapped_loss, False, "swapped"),
     (C.check_train_step, step_ascent, False, "up the gradient"),
     (C.check_train_step, step_not_applied, False, "never applied"),
-    (C.check_train_step, step_outside_tape, False, None),
+    (C.check_train_step, step_outside_tape, False, "outside the"),
     (C.check_attention_to_pixels, pixels_kron, True, None),
     (C.check_attention_to_pixels, pixels_repeat_keras, True, None),
     (C.check_attention_to_pixels, pixels_transposed, False, "transposed"),
@@ -1119,18 +1122,19 @@ BANK = [
     (C.check_fit_slope, slope_log10_lstsq, True, None),
     (C.check_fit_slope, slope_linear, False, "raw numbers"),
     (C.check_fit_slope, slope_endpoints, False, "first and last"),
-    (C.check_fit_slope, slope_both_coefficients, False, "two numbers"),
+    (C.check_fit_slope, slope_both_coefficients, False, "both coefficients"),
     (C.check_fit_slope, slope_intercept, False, "intercept"),
     (C.check_sinkhorn, sinkhorn_right, True, None),
     (C.check_sinkhorn, sinkhorn_log_domain, True, None),
     (C.check_sinkhorn, sinkhorn_rows_first, False, "start with the rows"),
-    (C.check_sinkhorn, sinkhorn_unstable, False, "one maximum"),
+    (C.check_sinkhorn, sinkhorn_unstable, False, "overflows"),
     (C.check_sinkhorn, sinkhorn_one_round, False, "One round whatever"),
     (C.check_em_step, em_right, True, None),
     (C.check_em_step, em_loops, True, None),
     (C.check_em_step, em_softmax_over_n, False, "softmax over the patches"),
     (C.check_em_step, em_sums, False, "weighted sums"),
 ]
+BANK += LEARNER_BANK
 NUMPY_CHECKERS = [C.check_standardize, C.check_extract_patches,
                   C.check_scaled_dot_product_attention, C.check_double_normalization,
                   C.check_external_attention, C.check_split_heads, C.check_merge_heads,
@@ -1147,12 +1151,14 @@ def _id(entry) -> str:
 @pytest.mark.parametrize(("check", "answer", "passes", "words"), BANK, ids=map(_id, BANK))
 def test_the_bank(check, answer, passes, words, request):
     result = check(answer)
-    named = bool(words) and words.lower() in result.message.lower()
+    likely = result.message[result.message.find("Likely mistake: "):].lower()
+    named = bool(words) and "likely mistake: " in likely and words.lower() in likely
     verdicts[request.node.name] = (passes, result.passed, named)
     assert result.passed == passes, result.message
     if not passes:
         assert not result.not_implemented, result.message
         assert "checks.hint(" in result.message, result.message
+        assert "\nLikely mistake: " in result.message, result.message
         if words:
             assert named, result.message
 
@@ -1163,7 +1169,7 @@ def test_the_bank(check, answer, passes, words, request):
 @pytest.mark.parametrize("answer", [exits, loops_forever, loops_forever_catching],
                          ids=lambda a: a.__name__)
 def test_no_crash_no_hang(check, answer, monkeypatch):
-    monkeypatch.setattr(checks._core, "TIME_LIMIT_S", 1.0)
+    monkeypatch.setattr(checks._core, "TIME_LIMIT_S", 0.3)
     result = check(answer)
     assert not result.passed and not result.not_implemented
     if answer is exits:
@@ -1183,4 +1189,4 @@ def test_the_rates_meet_the_targets():
     named = sum(v[2] for v in wrong if not v[1]) / max(1, sum(not v[1] for v in wrong))
     print(f"\nbank: {len(right)} right answers, {accepted:.0%} accepted; {len(wrong)} wrong "
           f"answers, {rejected:.0%} rejected; {named:.0%} of rejections name the mistake")
-    assert accepted == 1.0 and rejected >= 0.97 and named >= 0.6
+    assert accepted == 1.0 and rejected == 1.0 and named >= 0.85

@@ -29,6 +29,8 @@ EXERCISES = [
      checks.check_scaled_dot_product_attention),
     ("03_external_attention", "external_attention", checks.check_external_attention),
     ("04_double_normalization", "double_normalization", checks.check_double_normalization),
+    ("04_double_normalization", "double_normalization_backward",
+     checks.check_double_normalization_backward),
     ("05_multi_head_external_attention", "split_heads", checks.check_split_heads),
     ("05_multi_head_external_attention", "merge_heads", checks.check_merge_heads),
     ("05_multi_head_external_attention", "MyExternalAttention",
@@ -169,11 +171,18 @@ def test_a_result_shows_itself_in_a_notebook():
     result = checks.check_merge_heads(lambda x: x.reshape(x.shape[0], x.shape[2], -1))
     assert not result
     assert repr(result) == result.message
-    assert html.escape(result.message) in result._repr_html_()
-    assert "#b42318" in result._repr_html_()
+    box = result._repr_html_()
+    assert "#b42318" in box
+    # Wrapped by words (JupyterLab's <pre> breaks anywhere), code spans as code.
+    assert "word-break: normal" in box and "white-space: pre-wrap" in box
+    assert "<code" in box and "`" not in box
+    assert checks._core.code_spans(html.escape("a `b < c` d")) == (
+        'a <code style="word-break: normal">b &lt; c</code> d')
 
 
-def test_a_function_that_edits_its_input_in_place_is_judged_on_its_answer():
+def test_a_function_that_edits_its_input_in_place_is_told_so():
+    """The right numbers, but the caller's logits are overwritten: the checker passes the
+    learner its own arrays and compares them with a snapshot after the call."""
     def double_normalization_in_place(logits):
         logits -= logits.max(axis=-2, keepdims=True)
         np.exp(logits, out=logits)
@@ -181,10 +190,61 @@ def test_a_function_that_edits_its_input_in_place_is_judged_on_its_answer():
         logits /= logits.sum(axis=-1, keepdims=True)
         return logits
 
-    assert checks.check_double_normalization(double_normalization_in_place).passed
+    result = checks.check_double_normalization(double_normalization_in_place)
+    assert not result.passed
+    assert "changed its input `logits` in place" in result.message
+    assert "Likely mistake: an in-place operation" in result.message
 
 
 def test_a_block_output_not_computed_from_x_is_explained():
     result = checks.check_transformer_block(lambda x, *sizes: keras.Input(x.shape[1:]))
     assert not result.passed
     assert "not computed from x" in result.message
+
+
+# ----------------------------------------------------------------------------------------------
+# The general diagnoses: how a wrong result relates to the right one, said in words.
+
+
+@pytest.mark.parametrize(("wrong", "words"), [
+    (lambda e: np.swapaxes(e, -1, -2), "axes swapped"),
+    (lambda e: e[0], "squeeze"),
+    (lambda e: e[:, :-1], "the last 1 entry along axis -2 (N) are missing"),
+    (lambda e: 2.5 * e, "times 2.5"),
+    (lambda e: e + 0.75, "plus 0.75"),
+    (lambda e: np.flip(e, -2), "reverse order along axis -2 (N)"),
+    (lambda e: e / e.sum(-1, keepdims=True), "one factor per index"),
+    (lambda e: np.where(np.arange(4) == 3, 0.0, e), "only at the last along axis -1 (S)"),
+    (lambda e: e.sum(-1, keepdims=True), "reduced"),
+])
+def test_a_wrong_result_is_described_by_how_it_relates_to_the_right_one(wrong, words):
+    expected = np.random.default_rng(0).uniform(0.5, 2.0, size=(1, 4, 4))
+    expected[0, :, 0] += np.arange(4)  # no symmetry: each diagnosis is unambiguous
+    assert words in checks._core.diagnose(wrong(expected), expected, ("B", "N", "S"))
+
+
+class SlowArray:
+    """A result whose conversion to an array hides endless work."""
+
+    def __array__(self, dtype=None, copy=None):
+        while True:
+            pass
+
+
+def test_converting_a_result_counts_inside_the_time_limit(monkeypatch):
+    monkeypatch.setattr(checks._core, "TIME_LIMIT_S", 0.3)
+    result = checks.check_merge_heads(lambda x: SlowArray())
+    assert not result.passed and "converting your merged heads was still running" in (
+        result.message)
+
+
+def test_a_tuple_is_called_a_tuple():
+    result = checks.check_merge_heads(lambda x: (x[:, 0], x[:, 1, :2]))
+    assert "returned tuple" in result.message and "returned list" not in result.message
+
+
+def test_every_rejection_of_a_broken_function_names_a_likely_mistake():
+    for _, _, check in EXERCISES:
+        for wrong in (raises_value_error, returns_none, returns_text, returns_nan):
+            message = check(wrong).message
+            assert "\nLikely mistake: " in message, message

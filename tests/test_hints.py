@@ -162,7 +162,19 @@ def test_a_hint_shows_itself_and_points_to_the_next_level():
     assert checks.hint("check_parameter_count", 1).exercise == "count_parameters"
 
 
+def test_hint_level_3_shows_as_a_code_block():
+    text = checks.hint("standardize", 3)._repr_markdown_()
+    assert "```python\n" in text and text.rstrip().endswith("```")
+    code = text.split("```python\n")[1].split("```")[0]
+    assert "`" not in code
+    assert "return (train - mean) / std, (test - mean) / std" in code.splitlines()
+    compile(code.replace("return ", "_ = "), "hint", "exec")  # lines of Python
+    assert "(or" not in checks.hint("attention_to_pixels", 3)._repr_markdown_()
+
+
 @pytest.mark.parametrize(("args", "words"), [(("no_such_exercise", 1), "split_heads"),
+                                             ((None, 1), "split_heads"),
+                                             ((3, 1), "split_heads"),
                                              (("split_heads", 4), "levels 1"),
                                              (("split_heads", True), "levels 1")])
 def test_a_wrong_hint_request_names_the_choices(args, words):

@@ -303,7 +303,8 @@ def _read_run(path: Path) -> float | None:
 
 
 def sweep(plan: Plan, progress: Callable[[str], None] | None = print,
-          runs_dir: str | Path | None = None, shard: tuple[int, int] = (0, 1)) -> dict:
+          runs_dir: str | Path | None = None, shard: tuple[int, int] = (0, 1),
+          train: bool = True) -> dict:
     """Train every model of ``plan``; return ``{"tasks": [row, ...], "not_possible": [...]}``.
 
     Each row is ``{"task", "N", "S", "chance", <model>: {"accuracy": [...], "seeds": [...]}}``
@@ -314,6 +315,7 @@ def sweep(plan: Plan, progress: Callable[[str], None] | None = print,
     ``runs_dir``: keep each training's result there as it finishes and skip those already
     there (a rerun resumes); None keeps nothing. ``shard=(i, k)``: train only every ``k``-th
     training starting at ``i`` (the others are read from ``runs_dir`` if they are there).
+    ``train=False`` trains nothing: the table of what ``runs_dir`` holds.
     """
     index, count = shard
     if not (isinstance(count, int) and isinstance(index, int) and 0 <= index < count):
@@ -328,7 +330,7 @@ def sweep(plan: Plan, progress: Callable[[str], None] | None = print,
             found = _read_run(runs / _run_name(*key))
             if found is not None:
                 accuracy[key] = found
-    pending = [key for key in mine if key not in accuracy]
+    pending = [key for key in mine if key not in accuracy] if train else []
     start, data, done = time.perf_counter(), None, len(mine) - len(pending)
     with _fast_tracing():
         for key in pending:
@@ -337,7 +339,7 @@ def sweep(plan: Plan, progress: Callable[[str], None] | None = print,
                 data, data_seed = make_task(task, grid, plan.train_size, plan.test_size,
                                             seed=seed), seed
             began = time.perf_counter()
-            accuracy[key] = _train(plan, data, model, s or plan.memory_units[0], seed)
+            accuracy[key] = _train(plan, data, model, s, seed)
             if runs is not None:
                 with atomic_write(runs / _run_name(*key)) as file:
                     json.dump({"task": task, "N": grid * grid, "model": model, "S": s,
@@ -484,6 +486,8 @@ def plot(results: dict) -> plt.Figure:
                             fmt=styles[model], capsize=3, color=colours[(model, s)], label=label,
                             yerr=[statistics.stdev(a) if len(a) > 1 else 0 for a in
                                   runs.values()], alpha=0.85)
+        if not any(r[m]["accuracy"] for r in rows for m in MODELS if m in r):
+            ax.text(0.5, 0.5, "not run", transform=ax.transAxes, ha="center", color="grey")
         ax.axhline(rows[0]["chance"], color="grey", linestyle="--", linewidth=1, label="chance")
         ax.set(title=task, xlabel="N (patches)", ylabel="test accuracy", ylim=(0, 1.02),
                xticks=sorted({r["N"] for r in rows}))
@@ -497,8 +501,8 @@ def plot(results: dict) -> plt.Figure:
 
 
 def run(quick: bool = False, out_dir: str | Path | None = None, *,
-        plan: Plan | None = None, shard: tuple[int, int] = (0, 1), save: bool = False,
-        ship: bool = False, overwrite: bool = False) -> dict:
+        plan: Plan | None = None, shard: tuple[int, int] = (0, 1), train: bool = True,
+        save: bool = False, ship: bool = False, overwrite: bool = False) -> dict:
     """Train the map (resuming), print progress and the table, save ``limits.json/.txt/.png``.
 
     Args:
@@ -508,6 +512,8 @@ def run(quick: bool = False, out_dir: str | Path | None = None, *,
             skips those.
         plan: train this :class:`Plan` instead (``quick`` is then only recorded).
         shard: ``(i, k)``: this process trains every ``k``-th training from ``i``.
+        train: False trains nothing and gathers the trainings already kept (e.g. those of
+            several shards, or of a run still going) into the table and the files.
         save: also keep the map as the learner's own ``"limits"`` record (EANET_HOME/results),
             which notebook 10 shows beside the shipped one.
         ship: write the record into the package instead (maintainers).
@@ -534,10 +540,9 @@ def run(quick: bool = False, out_dir: str | Path | None = None, *,
           f"width {plan.embed_dim}, {plan.num_blocks} blocks. Results of each training: {runs}",
           flush=True)
     results = sweep(plan, progress=lambda line: print(line, flush=True), runs_dir=runs,
-                    shard=shard)
+                    shard=shard, train=train)
     wall = sum(_run_time(path) for path in runs.glob("*.json"))
-    results = {"quick": quick, "plan": _describe(plan), "wall_time_s": round(wall, 1),
-               **results}
+    results = {**identity, "wall_time_s": round(wall, 1), **results}
     table = summary(results)
     print(table, flush=True)
     figure = plot(results)

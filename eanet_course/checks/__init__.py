@@ -1,12 +1,13 @@
 """Checkers for the exercises: friendly feedback that names the classic mistakes, and hints.
 
 Each ``check_<name>(learner_function)`` calls the learner's function on several random inputs
-(near misses fail: fractional images, logits in the thousands, fresh values for every shape),
-compares with :mod:`eanet_course.reference`, and returns a :class:`CheckResult`. A checker never
-raises on the learner's code (an exception, ``sys.exit``, an endless loop, a stub, a wrong type
-or shape, NaN): it says what was expected, what came back, the likely mistake, and which hint
-level to read next. ``hint(name, level)`` gives the hints: 1 the idea, 2 the steps, 3 nearly the
-code. In a notebook, put the call alone in a cell: the result shows itself as a coloured box.
+that its contract allows (near misses fail: fractional images, logits in the thousands, large
+S, Python lists, a symbolic batch, training mode, fresh values for every shape), compares with
+:mod:`eanet_course.reference`, and returns a :class:`CheckResult`. A checker never raises on the
+learner's code (an exception, ``sys.exit``, an endless loop, a stub, a wrong type or shape, NaN,
+an input changed in place): it says what was expected, what came back, a "Likely mistake:" line
+in the learner's terms, and which hint level to read next. ``hint(name, level)`` gives the
+hints: 1 the idea, 2 the steps, 3 nearly the code. In a notebook, put the call alone in a cell: the result shows itself as a coloured box.
 
 Modules: ``_core`` (the safe call, time limit, comparison), ``hints``, ``attention`` (01-05),
 ``blocks`` (the layer, the block, the count), ``training`` (07), ``course`` (00, 08-10).
@@ -17,6 +18,7 @@ from eanet_course.checks.attention import (
     check_double_normalization, check_external_attention, check_extract_patches,
     check_merge_heads, check_scaled_dot_product_attention, check_split_heads,
 )
+from eanet_course.checks.backward import check_double_normalization_backward
 from eanet_course.checks.blocks import (
     check_external_attention_layer, check_parameter_count, check_transformer_block,
 )
@@ -51,4 +53,5 @@ __all__ = [
     "check_fit_slope",
     "check_sinkhorn",
     "check_em_step",
+    "check_double_normalization_backward",
 ]

@@ -3,17 +3,28 @@
 A checker is a function ``body(fn) -> str`` wrapped by :func:`checker`. The wrapper makes it safe
 for a classroom: it never raises (an exception, ``sys.exit``, an endless loop, a stub, a wrong
 type or shape, NaN all become feedback), it judges in float32 whatever dtype policy the learner
-set, and it restores that policy afterwards. A failure names the likely mistake and points to the
-next hint level (:func:`eanet_course.checks.hint`), never to the answer.
+set, and it restores that policy afterwards. The learner's function gets the checker's own input
+arrays, compared with a snapshot after the call (an in-place edit is feedback); converting its
+result to plain NumPy counts inside the time limit. Every failure ends in a "Likely mistake:"
+line: a known mistake of the exercise, or else :func:`diagnose`'s account of how the result
+relates to the right one (axes swapped or squeezed, entries dropped or reordered, off by a
+factor or a shift, and where the values differ). It points to the next hint level
+(:func:`eanet_course.checks.hint`), never to the answer.
 """
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import html
+import inspect
+import itertools
+import os
+import re
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +35,9 @@ NOT_IMPLEMENTED = "not implemented yet"
 RTOL, ATOL = 1e-4, 1e-5
 #: Seconds one call of the learner's function may take before the checker stops it.
 TIME_LIMIT_S = 20.0
+
+#: The right results of the checker now running (a cached or stored answer matches one).
+_seen: list[np.ndarray] = []
 
 #: The highest hint level each exercise's learner has asked for (``hint`` records it).
 hints_seen: dict[str, int] = {}
@@ -49,9 +63,17 @@ class CheckResult:
 
     def _repr_html_(self) -> str:
         colour = "#1b7f3b" if self.passed else "#9a6700" if self.not_implemented else "#b42318"
+        # JupyterLab's output <pre> breaks words anywhere (word-break: break-all): the box sets
+        # its own wrapping, by words, and shows `code spans` as code.
         return (f'<div style="border-left: 6px solid {colour}; padding: 0.4em 0.8em; '
-                f'margin: 0.3em 0"><pre style="margin: 0; white-space: pre-wrap">'
-                f"{html.escape(self.message)}</pre></div>")
+                f'margin: 0.3em 0"><pre style="margin: 0; white-space: pre-wrap; '
+                f'word-break: normal; overflow-wrap: break-word">'
+                f"{code_spans(html.escape(self.message))}</pre></div>")
+
+
+def code_spans(escaped: str) -> str:
+    """HTML-escaped text with each `code span` in <code> (the backticks dropped)."""
+    return re.sub(r"`([^`\n]+)`", r'<code style="word-break: normal">\1</code>', escaped)
 
 
 class Stub(Exception):
@@ -117,6 +139,7 @@ def checker(exercise: str, limit_factor: float = 1.0) -> Callable:
                                           f"{type(fn).__name__} {fn!r:.60}.\nPass the function "
                                           "itself, without calling it: "
                                           f"{name}(my_function).")
+            _seen.clear()
             try:
                 with float32_policy(), _limit(limit_factor * TIME_LIMIT_S), \
                         np.errstate(all="ignore"):  # wrong answers may divide by 0
@@ -133,7 +156,8 @@ def checker(exercise: str, limit_factor: float = 1.0) -> Callable:
                 raise
             except BaseException as e:  # noqa: BLE001 -- a checker never raises on learner code
                 return CheckResult(False, f"✗ {name}: not right yet.\nYour code could not be "
-                                          f"judged: {type(e).__name__}: {e}\n"
+                                          f"judged: {type(e).__name__}: {str(e)[:400]}"
+                                          f"{_learner_line(e)}.\n{explain_error(e)}\n"
                                           + next_hint(exercise))
             return CheckResult(True, f"✓ {name}: correct. {note}")
 
@@ -195,10 +219,88 @@ def _run_limited(fn: Callable, args: tuple, seconds: float):
         timer.cancel()
 
 
-def call(fn: Callable, *args, what: str):
-    """``fn(*args)`` on copies of the arrays, under the time limit, with the learner's
-    exceptions, ``sys.exit`` and endless loops turned into feedback."""
-    args = tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)  # in-place edits
+def _snapshot(value):
+    """A copy of an array input (or a list of numbers) to compare with after the call; None for
+    anything else (models, layers, tensors: the checker does not watch those)."""
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, list):
+        return copy.deepcopy(value)
+    return None
+
+
+def _unchanged(value, snapshot) -> bool:
+    if isinstance(snapshot, np.ndarray):
+        return (isinstance(value, np.ndarray) and value.shape == snapshot.shape
+                and bool(np.array_equal(value, snapshot, equal_nan=snapshot.dtype.kind == "f")))
+    try:
+        return bool(np.array_equal(np.asarray(value, dtype=object),
+                                   np.asarray(snapshot, dtype=object)))
+    except (TypeError, ValueError):
+        return repr(value) == repr(snapshot)
+
+
+def _parameter_names(fn: Callable, count: int) -> list[str]:
+    try:
+        names = [p.name for p in inspect.signature(fn).parameters.values()
+                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        names = []
+    return [f"`{names[i]}`" if i < len(names) else f"argument {i + 1}" for i in range(count)]
+
+
+#: NumPy and TensorFlow errors learners meet, and what they usually mean.
+ERROR_CAUSES = [
+    (("not aligned", "matmul: input operand", "incompatible shapes", "matrix size-incompatible",
+      "dimensions must be equal", "operands could not be broadcast"),
+     "two arrays whose axes do not match in a product or an element-wise operation: check "
+     "which axes you transpose (`.T` reverses every axis of an array with leading axes; "
+     "np.swapaxes(k, -1, -2) swaps the last two only), and use keepdims=True on a sum or "
+     "maximum that must broadcast back."),
+    (("cannot reshape", "reshape", "input to reshape"),
+     "a reshape to sizes that do not multiply to the array's size: read every size from the "
+     "input's shape (or the arguments), never a fixed number."),
+    (("out of bounds for array of dimension", "axis", "invalid reduction dimension"),
+     "an axis the input does not have: count axes from the end (-1, -2) so that any number of "
+     "leading axes works."),
+    (("'list' object has no attribute", "'tuple' object has no attribute",
+      "'float' object has no attribute", "'int' object has no attribute",
+      "list indices must be"),
+     "an array method used on a Python list or scalar: turn the inputs into arrays first "
+     "(np.asarray)."),
+    (("nonetype",), "a value that is None: a function (or an in-place method such as "
+                    "list.sort()) that returns nothing."),
+    (("unsupported operand", "can't multiply sequence", "can only concatenate"),
+     "arithmetic on Python lists or tuples: turn them into arrays first (np.asarray)."),
+]
+
+
+def _learner_line(error: BaseException) -> str:
+    """`` at line L of your code: `source` `` for the deepest traceback frame outside the
+    libraries, or an empty string."""
+    frames = traceback.extract_tb(error.__traceback__)
+    mine = [f for f in frames if "site-packages" not in f.filename
+            and os.sep + "eanet_course" + os.sep not in f.filename
+            and not f.filename.startswith("<frozen")]
+    if not mine:
+        return ""
+    frame = mine[-1]
+    code = (frame.line or "").strip()
+    return f" at line {frame.lineno} of {frame.name}" + (f": `{code}`" if code else "")
+
+
+def explain_error(error: BaseException) -> str:
+    """A 'Likely mistake:' line for an error raised by the learner's code."""
+    text = f"{type(error).__name__}: {error}".lower()
+    for needles, cause in ERROR_CAUSES:
+        if any(needle in text for needle in needles):
+            return f"Likely mistake: {cause}"
+    return ("Likely mistake: your code fails on these inputs, which the contract allows (look "
+            "at the line above, and try your function on them yourself).")
+
+
+def _guarded(fn: Callable, args: tuple, what: str, doing: str = "your function"):
+    """``fn(*args)`` under the time limit, every way of failing turned into feedback."""
     seconds = _limit_s[-1] if _limit_s else TIME_LIMIT_S
     try:
         with np.errstate(all="ignore"):  # overflow and 0/0 are reported as NaN feedback
@@ -206,56 +308,128 @@ def call(fn: Callable, *args, what: str):
     except NotImplementedError:
         raise Stub() from None
     except _TimeUp:
-        raise Mistake(f"Called with {what}, your function was still running after "
-                      f"{seconds:g} s, the time limit of one call (the checker's inputs are "
-                      "small: a correct answer takes well under a second). Is there a loop "
-                      "that never ends?") from None
+        raise Mistake(f"Called with {what}, {doing} was still running after {seconds:g} s, the "
+                      "time limit of one call (the checker's inputs are small: a correct answer "
+                      "takes well under a second).\nLikely mistake: a loop that never ends, or "
+                      "work hidden in the result's conversion to an array.") from None
     except Refused as e:
         raise Mistake(f"Called with {what}, {e}") from None
     except SystemExit as e:
         raise Mistake(f"Called with {what}, your function called sys.exit({e.code!r}) (or "
-                      "exit()/quit()). A function returns its result; it never ends the "
-                      "program.") from None
+                      "exit()/quit()).\nLikely mistake: ending the program; a function returns "
+                      "its result.") from None
     except (Stub, Mistake):
         raise
     except KeyboardInterrupt:
         raise
     except BaseException as e:  # noqa: BLE001 -- any learner error becomes feedback
-        raise Mistake(f"Called with {what}, your function raised "
-                      f"{type(e).__name__}: {e}") from None
+        raise Mistake(f"Called with {what}, {doing} raised {type(e).__name__}: "
+                      f"{str(e)[:400]}{_learner_line(e)}.\n{explain_error(e)}") from None
+
+
+def call(fn: Callable, *args, what: str):
+    """``fn(*args)`` under the time limit, with the learner's exceptions, ``sys.exit`` and
+    endless loops turned into feedback; an array or list argument changed in place is feedback
+    too (the checker's inputs are the learner's to read, not to overwrite)."""
+    snapshots = [_snapshot(a) for a in args]
+    result = _guarded(fn, args, what)
+    changed = [i for i, (a, s) in enumerate(zip(args, snapshots))
+               if s is not None and not _unchanged(a, s)]
+    if changed:
+        name = _parameter_names(fn, len(args))[changed[0]]
+        raise Mistake(f"Called with {what}, your function changed its input {name} in place: "
+                      "the caller's array is not the same after the call.\nLikely mistake: an "
+                      "in-place operation on an input (`x -= m`, `x /= s`, `x[...] = ...`, "
+                      "`np.exp(x, out=x)`, `list.sort()`). Compute into a new array (`x = x - m`) "
+                      "and leave the inputs as they were.")
+    return result
+
+
+def convert(fn: Callable, value, what: str, label: str):
+    """``fn(value)`` (a conversion of the learner's result) under the time limit: work hidden in
+    ``__array__``, ``__eq__`` or ``__float__`` counts as the learner's."""
+    return _guarded(fn, (value,), what, doing=f"converting your {label}")
+
+
+def _float_array(value) -> np.ndarray | None:
+    """``value`` as a plain float64 ndarray, or None when it is not an array of numbers."""
+    if hasattr(value, "numpy") and callable(value.numpy):  # tf / torch tensors, variables
+        value = value.numpy()
+    elif isinstance(value, (list, tuple)):
+        value = [v.numpy() if hasattr(v, "numpy") and callable(v.numpy) else v for v in value]
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError):
+        if isinstance(value, (list, tuple)):
+            return None
+        raise
+    if array.dtype == object or np.iscomplexobj(array) or array.dtype.kind in "SUVM":
+        return None
+    return np.array(array, dtype=np.float64)  # a plain ndarray, whatever came back
 
 
 def to_array(value, label: str, what: str) -> np.ndarray:
-    """``value`` (NumPy, a tensor, a list...) as a float64 array, or feedback on what came back."""
+    """``value`` (NumPy, a tensor, a list...) as a plain float64 array, or feedback on what came
+    back. The conversion runs under the time limit."""
     if value is None:
-        raise Mistake(f"Called with {what}, your function returned None instead of {label}: "
-                      "is the `return` missing?")
+        raise Mistake(f"Called with {what}, your function returned None instead of {label}.\n"
+                      "Likely mistake: the `return` is missing (or it returns the result of an "
+                      "in-place method, which is None).")
     if type(value).__name__ == "KerasTensor":
         raise Mistake(f"Called with {what}, your function returned a symbolic KerasTensor "
-                      f"({label}): this exercise takes and returns arrays. Compute on the "
-                      "inputs you are given.")
+                      f"({label}).\nLikely mistake: this exercise takes and returns arrays; "
+                      "compute on the inputs you are given, without keras.Input or layers.")
+    kind = type(value).__name__
+    array = convert(_float_array, value, what, label)
+    if array is not None:
+        return array
+    if isinstance(value, (tuple, list)) and value and all(
+            hasattr(v, "shape") or isinstance(v, (list, tuple)) for v in value):
+        likely = (f"a {kind} of arrays of different shapes: stack them into one array "
+                  "(np.stack), or return one array.")
+    elif isinstance(value, str):
+        likely = "a text where an array belongs."
+    else:
+        likely = f"a {kind} where an array of numbers belongs."
+    raise Mistake(f"Called with {what}, {label} should be an array of numbers but your "
+                  f"function returned {kind}: {_short(value)}\nLikely mistake: {likely}")
+
+
+def _short(value) -> str:
     try:
-        if hasattr(value, "numpy") and callable(value.numpy):  # tf / torch tensors, variables
-            value = value.numpy()
-        elif isinstance(value, (list, tuple)):
-            value = [v.numpy() if hasattr(v, "numpy") and callable(v.numpy) else v
-                     for v in value]
-        array = np.asarray(value)
-        if array.dtype == object or np.iscomplexobj(array):
-            raise TypeError
-        return array.astype(np.float64)
-    except (TypeError, ValueError):
-        raise Mistake(f"Called with {what}, {label} should be an array of numbers but your "
-                      f"function returned {type(value).__name__}: {value!r:.80}") from None
+        return " ".join(repr(value).split())[:80]
+    except Exception:  # noqa: BLE001 -- a learner's __repr__ may fail
+        return f"<{type(value).__name__}>"
 
 
 def pair(value, names: tuple[str, str], what: str) -> tuple[np.ndarray, np.ndarray]:
     """The two arrays of a returned pair, or feedback naming what is missing."""
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
+    kind = type(value).__name__
+    if isinstance(value, (tuple, list)):
+        items = convert(lambda v: list(tuple.__iter__(v) if isinstance(v, tuple)
+                                       else list.__iter__(v)), value, what, "pair")
+    else:
+        items = None
+    if items is None or len(items) != 2:
+        if items is None:
+            likely = (f"only one result is returned; return both, `return {names[0]}, "
+                      f"{names[1]}`." if hasattr(value, "shape") else
+                      f"return both, first {names[0]}, then {names[1]}.")
+        else:
+            likely = (f"a {kind} of {len(items)} items; return exactly two, first {names[0]}, "
+                      f"then {names[1]}.")
         raise Mistake(f"Called with {what}, expected a pair ({names[0]}, {names[1]}) but your "
-                      f"function returned {type(value).__name__}: {value!r:.80}\n"
-                      f"Return both: first {names[0]}, then {names[1]}.")
-    return to_array(value[0], names[0], what), to_array(value[1], names[1], what)
+                      f"function returned {kind}: {_short(value)}\nLikely mistake: {likely}")
+    return to_array(items[0], names[0], what), to_array(items[1], names[1], what)
+
+
+def ordered(got: tuple[np.ndarray, np.ndarray], expected: tuple[np.ndarray, np.ndarray],
+            names: tuple[str, str], what: str, rtol: float = RTOL, atol: float = ATOL) -> None:
+    """Feedback when a returned pair holds the right two results in the wrong order."""
+    if close(got[0], expected[1], rtol, atol) and close(got[1], expected[0], rtol, atol):
+        raise Mistake(f"Called with {what}, your pair holds the right {names[1]} first and the "
+                      f"right {names[0]} second.\nLikely mistake: the pair in the wrong order; "
+                      f"return ({names[0]}, {names[1]}).")
 
 
 def preview(a: np.ndarray) -> str:
@@ -269,12 +443,16 @@ def close(got: np.ndarray, expected: np.ndarray, rtol: float = RTOL, atol: float
 
 def compare(got: np.ndarray, expected: np.ndarray, label: str, what: str,
             mistakes: dict[str, np.ndarray] | None = None, rtol: float = RTOL,
-            atol: float = ATOL, not_finite: str | None = None) -> None:
-    """Raise feedback unless ``got`` matches ``expected``; name a known mistake it matches.
+            atol: float = ATOL, not_finite: str | None = None,
+            axes: tuple[str, ...] | None = None) -> None:
+    """Raise feedback unless ``got`` matches ``expected``; name a known mistake it matches, or
+    else say how it relates to the right answer (:func:`diagnose`).
 
-    ``not_finite`` explains NaN or inf in ``got`` on this input (default: the generic advice).
+    ``not_finite`` explains NaN or inf in ``got`` on this input (default: the generic advice);
+    ``axes`` names the axes of ``expected`` (``("B", "N", "S")``) for the feedback.
     """
     if close(got, expected, rtol, atol):
+        _seen.append(expected)
         return
     for explanation, wrong in (mistakes or {}).items():
         if close(got, wrong, rtol, atol):
@@ -285,16 +463,177 @@ def compare(got: np.ndarray, expected: np.ndarray, label: str, what: str,
              f"  got      {label} of shape {got.shape}, starting {preview(got)}"]
     if got.shape != expected.shape:
         lines.append(f"The shapes differ: {got.shape} instead of {expected.shape}.")
-        if got.size == expected.size and sorted(got.shape) == sorted(expected.shape):
-            lines.append("Same sizes in another order: an axis is misplaced.")
     elif not np.all(np.isfinite(got)):
+        bad = np.argwhere(~np.isfinite(got))
+        lines.append(f"{len(bad)} of {got.size} values are NaN or inf (the first at index "
+                     f"{tuple(int(i) for i in bad[0])}).")
         lines.append("Likely mistake: " + (not_finite or (
-            "your result contains NaN or inf. An exponential overflows for large inputs "
-            "unless the largest value along the same axis is subtracted first, and a sum "
-            "that can be 0 must never be a divisor.")))
+            "an exponential that overflows for large inputs (subtract the largest value along "
+            "the same axis first), or a division by a sum that can be 0.")))
+        raise Mistake("\n".join(lines))
     else:
         lines.append(f"The largest difference is {np.max(np.abs(got - expected)):.3g}.")
+    lines.append("Likely mistake: " + diagnose(got, expected, axes, rtol, atol))
     raise Mistake("\n".join(lines))
+
+
+# ----------------------------------------------------------------------------------------------
+# How a wrong result relates to the right one: the general diagnoses behind "Likely mistake".
+
+
+def _axis(i: int, ndim: int, axes: tuple[str, ...] | None) -> str:
+    name = f" ({axes[i]})" if axes and len(axes) == ndim else ""
+    return f"axis {i - ndim}{name}"
+
+
+def _indices(index: list[int], n: int) -> str:
+    words = []
+    for i in index[:4]:
+        words.append("the last" if i == n - 1 else "the first" if i == 0 else f"index {i}")
+    more = f" and {len(index) - 4} more" if len(index) > 4 else ""
+    return ", ".join(words) + more
+
+
+def diagnose(got: np.ndarray, expected: np.ndarray, axes: tuple[str, ...] | None = None,
+             rtol: float = RTOL, atol: float = ATOL) -> str:
+    """What differs between ``got`` and ``expected``, and where, in words: axes reordered or
+    squeezed, entries dropped or reordered along an axis, a constant factor or shift, or the
+    axis and indices where the values differ."""
+    nd = expected.ndim
+    if got.shape != expected.shape:
+        return _diagnose_shape(got, expected, axes, rtol, atol)
+    if any(close(got, earlier, rtol, atol) for earlier in _seen):
+        return ("your result is the right answer for an earlier call with the same shape: "
+                "results stored (cached by shape, or computed once) instead of computed from "
+                "each call's inputs.")
+    scale = float(np.max(np.abs(expected))) if expected.size else 0.0
+    if np.all(np.isfinite(got)) and np.allclose(got, expected, rtol=3e-3, atol=3e-3 * scale):
+        return ("your values are close but agree only to about 3 significant digits: a "
+                "low-precision dtype (float16 or bfloat16) somewhere; compute in float32 or "
+                "float64.")
+    # Same shape: a reorder of axes of equal length, a flip, a reorder along one axis.
+    if nd <= 6:
+        for perm in itertools.permutations(range(nd)):
+            if perm != tuple(range(nd)) and expected.transpose(perm).shape == got.shape and \
+                    close(got, expected.transpose(perm), rtol, atol):
+                moved = [i for i in range(nd) if perm[i] != i]
+                return ("the right values with axes swapped: your "
+                        + " and ".join(_axis(i, nd, axes) for i in moved)
+                        + " are exchanged (a transpose missing, extra, or with the wrong axis "
+                          "order).")
+    for a in range(nd):
+        if got.shape[a] > 1 and close(got, np.flip(expected, a), rtol, atol):
+            return f"the right values in reverse order along {_axis(a, nd, axes)}."
+    for a in range(nd):
+        if got.shape[a] > 1:
+            g = np.moveaxis(got, a, 0).reshape(got.shape[a], -1)
+            e = np.moveaxis(expected, a, 0).reshape(got.shape[a], -1)
+            order = [int(np.argmin(np.abs(e - row).max(axis=1))) for row in g]
+            if sorted(order) == list(range(len(order))) and order != list(range(len(order))) \
+                    and np.allclose(g, e[order], rtol=rtol, atol=atol):
+                return (f"the right entries in the wrong order along {_axis(a, nd, axes)}: "
+                        f"yours come in the order {order[:8]}{'...' if len(order) > 8 else ''}.")
+    nonzero = np.abs(expected) > 1e-9
+    if np.any(nonzero):
+        ratio = got[nonzero] / expected[nonzero]
+        r = float(np.median(ratio))
+        if np.allclose(ratio, r, rtol=1e-3) and np.allclose(got[~nonzero], 0, atol=atol):
+            return (f"your values are the right ones times {r:.4g}: a scale factor is off (a "
+                    "division or multiplication missing, extra or by the wrong number).")
+    shift = float(np.median(got - expected))
+    if abs(shift) > atol and np.allclose(got, expected + shift, rtol=rtol, atol=atol):
+        return (f"your values are the right ones plus {shift:.4g}: a shift (a mean or an offset) "
+                "is missing, extra, or computed from the wrong data.")
+    if np.all(got == np.round(got)) and not np.allclose(expected, np.round(expected)):
+        return ("every value of yours is a whole number where the right ones are fractions: an "
+                "integer cast (astype(int) or uint8) or an integer division.")
+    if np.allclose(np.sort(got, axis=None), np.sort(expected, axis=None), rtol=rtol, atol=atol):
+        return ("your values are the right ones, but at other positions: the order in which "
+                "they are laid out (which entry goes where) is wrong.")
+    bad = ~np.isclose(got, expected, rtol=rtol, atol=atol)
+    where, few = [], False
+    for a in range(nd):
+        rows = np.flatnonzero(bad.any(axis=tuple(i for i in range(nd) if i != a)))
+        if 0 < rows.size < got.shape[a]:
+            where.append(f"only at {_indices(rows.tolist(), got.shape[a])} along "
+                         f"{_axis(a, nd, axes)}")
+            few = few or 2 * rows.size <= got.shape[a]
+    if not few and np.any(nonzero) and nd > 1:
+        with np.errstate(all="ignore"):
+            full = np.where(nonzero, got / np.where(nonzero, expected, 1), np.nan)
+        for a in range(nd):
+            if got.shape[a] > 1:
+                per = np.nanmedian(full, axis=tuple(i for i in range(nd) if i != a),
+                                   keepdims=True)
+                if np.all(np.isfinite(per)) and np.allclose(
+                        got, expected * per, rtol=rtol * 10, atol=atol * 10):
+                    return (f"your values are the right ones up to one factor per index of "
+                            f"{_axis(a, nd, axes)}: a normalization (a division by a sum or a "
+                            "standard deviation) along the wrong axis, missing, or extra.")
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    place = ("; the differences lie " + " and ".join(where)) if where else (
+        "; they are spread over every index of every axis")
+    return (f"{int(bad.sum())} of {got.size} values differ, the first at index {first} (expected "
+            f"{expected[first]:.5g}, got {got[first]:.5g}){place}. Compare that part of your "
+            "computation with the contract.")
+
+
+def _diagnose_shape(got, expected, axes, rtol, atol) -> str:
+    nd = expected.ndim
+    if got.size == expected.size:
+        if got.squeeze().shape == expected.squeeze().shape and close(
+                got.reshape(expected.shape), expected, rtol, atol):
+            if got.ndim < nd:
+                lost = [i for i in range(nd) if expected.shape[i] == 1]
+                where = _axis(lost[0], nd, axes) if lost else "an axis"
+                return (f"{where}, of length 1 here, is missing from your result: a squeeze "
+                        "(np.squeeze, [0], a reshape) drops it. Keep every axis of the "
+                        "contract, even of length 1.")
+            return (f"your result has an extra axis of length 1 (shape {got.shape}): keepdims, "
+                    "[None] or a reshape adds it; return the contract's shape.")
+        if got.ndim == nd and nd <= 6:
+            for perm in itertools.permutations(range(nd)):
+                if expected.transpose(perm).shape == got.shape and close(
+                        got, expected.transpose(perm), rtol, atol):
+                    return ("the right values with the axes in another order: yours are "
+                            "(" + ", ".join((axes[p] if axes and len(axes) == nd else str(p))
+                                            for p in perm)
+                            + ") where the contract wants ("
+                            + ", ".join(axes if axes and len(axes) == nd
+                                        else map(str, range(nd)))
+                            + "): a transpose is missing or has the wrong axis order.")
+        if close(got.reshape(expected.shape), expected, rtol, atol):
+            return (f"the right values in the right order, shaped {got.shape}: reshape to "
+                    f"{expected.shape}.")
+    if got.ndim == nd:
+        differ = [i for i in range(nd) if got.shape[i] != expected.shape[i]]
+        if len(differ) == 1:
+            a = differ[0]
+            n, m = expected.shape[a], got.shape[a]
+            name = _axis(a, nd, axes)
+            if m < n:
+                for part, words in ((np.take(expected, range(m), axis=a), "last"),
+                                    (np.take(expected, range(n - m, n), axis=a), "first")):
+                    if close(got, part, rtol, atol):
+                        return (f"the {words} {n - m} entr{'y' if n - m == 1 else 'ies'} along "
+                                f"{name} are missing: a range or slice that stops early (an "
+                                "off-by-one?).")
+                if m == 1:
+                    return (f"{name} has length 1 where {n} is expected: it was reduced (a sum, "
+                            "mean or maximum over it) instead of kept.")
+            if m > n:
+                for start in range(m - n + 1):
+                    if close(np.take(got, range(start, start + n), axis=a), expected, rtol,
+                             atol):
+                        return (f"{name} has {m - n} entr{'y' if m - n == 1 else 'ies'} too "
+                                "many: a range or slice that goes too far.")
+            return (f"{name} has length {m} where the contract gives {n}; every other axis is "
+                    "right. Check which size you read or compute for that axis.")
+        return (" and ".join(_axis(i, nd, axes) for i in differ) + f" have lengths "
+                f"{[got.shape[i] for i in differ]} where the contract gives "
+                f"{[expected.shape[i] for i in differ]}.")
+    return (f"your result has {got.ndim} axes, the contract's {nd}: "
+            f"{got.shape} instead of {expected.shape}.")
 
 
 def fresh_rng() -> np.random.Generator:

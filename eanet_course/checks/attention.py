@@ -15,7 +15,7 @@ import numpy as np
 
 from eanet_course import reference as ref
 from eanet_course.checks._core import (
-    Mistake, call, checker, close, compare, fresh_rng, pair, to_array,
+    Mistake, call, checker, close, compare, fresh_rng, ordered, pair, to_array,
 )
 
 #: Tolerances for inputs with logits in the hundreds: float32 keeps ~7 digits of 1000.
@@ -24,9 +24,10 @@ LARGE_RTOL, LARGE_ATOL = 2e-3, 1e-5
 UNSTABLE = ("the exponential overflows: with logits near {shift:.0f}, exp gives inf and inf/inf "
             "is NaN. A stable softmax subtracts the largest logit along the softmax's own axis "
             "before the exponential (it cancels in the division).")
-GLOBAL_MAX = ("one maximum for the whole array is not enough: here some rows or columns lie "
-              "hundreds below others, their exponentials all underflow to 0, and 0/0 is NaN. "
-              "Subtract the maximum along the softmax's own axis, one per row or column.")
+GLOBAL_MAX = ("a maximum is subtracted, but not along the softmax's own axis (one maximum for "
+              "the whole array, or one per row of the other axis): here some rows or columns "
+              "lie hundreds below others, their exponentials all underflow to 0, and 0/0 is "
+              "NaN. Subtract the maximum along the softmax's own axis (keepdims=True).")
 
 
 def _cases(rng: np.random.Generator, shapes: list) -> list:
@@ -64,6 +65,20 @@ def _patch_mistakes(images: np.ndarray, p: int) -> dict[str, np.ndarray]:
             flat((0, 3, 1, 4, 2, 5)),
         "a plain reshape of the image: each of your 'patches' is a strip of consecutive pixels "
         "of one image row, not a P x P square.": images.reshape(b, (h // p) * (w // p), p * p * c),
+        "the last row and the last column of patches are missing: a loop or range that stops "
+        "one patch early (range(0, H - P, P) leaves out the patch that starts at H - P).":
+            flat((0, 1, 3, 2, 4, 5)).reshape(b, h // p, w // p, -1)[:, :-1, :-1].reshape(
+                b, -1, p * p * c),
+        "the last row of patches is missing: the loop over the image's height stops one patch "
+        "early.": flat((0, 1, 3, 2, 4, 5)).reshape(b, h // p, w // p, -1)[:, :-1].reshape(
+            b, -1, p * p * c),
+        "the last column of patches is missing: the loop over the image's width stops one patch "
+        "early.": flat((0, 1, 3, 2, 4, 5)).reshape(b, h // p, w // p, -1)[:, :, :-1].reshape(
+            b, -1, p * p * c),
+        "height and width swapped when the shape is read: the grid is cut with H and W "
+        "exchanged, which only square images forgive. images.shape is (B, H, W, C).":
+            images.reshape(b, w // p, p, h // p, p, c).transpose(0, 1, 3, 2, 4, 5).reshape(
+                b, (h // p) * (w // p), p * p * c) if h != w else np.full(1, np.nan),
     }
 
 
@@ -71,7 +86,8 @@ def _patch_mistakes(images: np.ndarray, p: int) -> dict[str, np.ndarray]:
 def check_extract_patches(fn: Callable) -> str:
     """Check ``fn(images (B, H, W, C), patch_size) -> (B, N, P*P*C)``."""
     rng = np.random.default_rng(1)
-    cases = _cases(rng, [((2, 8, 8, 3), 2), ((1, 12, 8, 2), 4), ((3, 6, 9, 3), 3)])
+    cases = _cases(rng, [((2, 8, 8, 3), 2), ((1, 12, 8, 2), 4), ((3, 6, 9, 3), 3),
+                         ((2, 10, 15, 1), 5)])
     for case in cases:
         gen, (shape, p) = _draw(rng, case)
         # Normalized images: fractional and negative values, some beyond 255.
@@ -81,10 +97,11 @@ def check_extract_patches(fn: Callable) -> str:
         expected = ref.extract_patches(images, p)
         if not close(got, expected) and got.size and np.all(got == np.round(got)):
             raise Mistake(f"Called with {what}, every value you return is a whole number, but "
-                          "the images here are floats, negative and fractional values included. "
+                          "the images here are floats, negative and fractional values included.\n"
                           "Likely mistake: the values were rounded or cast to integers (uint8?); "
                           "keep the input's values as they are.")
-        compare(got, expected, "patches", what, _patch_mistakes(images, p))
+        compare(got, expected, "patches", what, _patch_mistakes(images, p),
+                axes=("B", "N", "P*P*C"))
     return f"Same patches as the reference on {len(cases)} random float batches of 3 shapes."
 
 
@@ -108,21 +125,36 @@ def check_scaled_dot_product_attention(fn: Callable) -> str:
     rng = np.random.default_rng(2)
     shapes = [((5, 4), (7, 4), (7, 3)), ((2, 6, 8), (2, 6, 8), (2, 6, 5)),
               ((2, 3, 4, 6), (2, 3, 5, 6), (2, 3, 5, 2))]
-    cases = [(s, 0.0) for s in _cases(rng, shapes)] + [(shapes[1], 1600.0)]
+    cases = ([(s, 0.0) for s in _cases(rng, shapes)]
+             + [(shapes[1], "shift"), (shapes[2], 1600.0)])
     for case, spread in cases:
         gen, case_shapes = _draw(rng, case)
         q, k, v = (2.0 * gen.normal(size=s) for s in case_shapes)
         what = "q, k, v of shapes " + ", ".join(map(str, case_shapes))
-        tolerances = {}
-        if spread:
+        tolerances, not_finite = {}, None
+        if spread == "shift":
+            q[..., 0], k[..., 0] = 800.0 / math.sqrt(q.shape[-1]), q.shape[-1]
+            what += " (every logit near 800)"
+            tolerances = {"rtol": LARGE_RTOL, "atol": LARGE_ATOL}
+            not_finite = UNSTABLE.format(shift=800.0)
+        elif spread:
             q, k = _row_offsets(gen, q, k, spread)
             what += f" (logits up to {spread * 1.5:.0f}, a different offset per query)"
             tolerances = {"rtol": LARGE_RTOL, "atol": LARGE_ATOL}
+            not_finite = GLOBAL_MAX
         out, weights = pair(call(fn, q, k, v, what=what), ("output", "weights"), what)
         logits = q @ np.swapaxes(k, -1, -2)
         d_k = q.shape[-1]
         expected_out, expected_weights = ref.scaled_dot_product_attention(q, k, v)
+        ordered((out, weights), (expected_out, expected_weights), ("output", "weights"), what,
+                **tolerances)
+        masked = logits / math.sqrt(d_k) + np.where(
+            np.tril(np.ones(logits.shape[-2:])) > 0, 0.0, -np.inf)
         compare(weights, expected_weights, "weights", what, {
+            "a causal mask the contract does not ask for: every query attends to every key, "
+            "later ones included.": ref.softmax(masked, axis=-1),
+            "the raw logits came back as the weights: Q K^T, before the scale and the softmax.":
+                logits,
             "the scale factor is missing: the logits Q K^T must be divided by sqrt(d_k) before "
             "the softmax.": ref.softmax(logits, axis=-1),
             "the wrong scale factor: yours divides by d_k; the scale is sqrt(d_k).":
@@ -134,16 +166,21 @@ def check_scaled_dot_product_attention(fn: Callable) -> str:
             "the exponential is missing: the weights are the logits divided by their sum, not "
             "a softmax.": (logits / math.sqrt(d_k))
             / np.sum(logits / math.sqrt(d_k), axis=-1, keepdims=True),
+            "the maximum subtracted before the exponential is taken over the queries (axis -2); "
+            "it must be over the keys, the softmax's own axis, where it cancels.":
+                (lambda e: e / e.sum(-1, keepdims=True))(
+                    np.exp(logits / math.sqrt(d_k)
+                           - (logits / math.sqrt(d_k)).max(-2, keepdims=True))),
             "the weights came back before the softmax (the scaled logits).":
                 logits / math.sqrt(d_k),
-        }, **tolerances, not_finite=GLOBAL_MAX if spread else None)
+        }, **tolerances, not_finite=not_finite, axes=("Nq", "Nk"))
         compare(out, expected_out, "output", what, {
             "the output multiplies the weights by K, not by V.":
                 expected_weights @ k if k.shape == v.shape else np.full(1, np.nan),
             "the output multiplies the transposed weights: the weights are (..., Nq, Nk), the "
             "output takes one weighted sum of V's rows per query.": np.swapaxes(
                 expected_weights, -1, -2) @ v if q.shape == k.shape else np.full(1, np.nan),
-        }, **tolerances)
+        }, **tolerances, axes=("Nq", "dv"))
     return (f"Output and weights match the reference on {len(cases)} random cases, logits with "
             "offsets in the thousands included.")
 
@@ -217,7 +254,8 @@ def check_double_normalization(fn: Callable) -> str:
         what = f"logits of shape {shape}{note}"
         got = to_array(call(fn, logits, what=what), "attention", what)
         compare(got, ref.double_normalization(logits), "attention", what,
-                _normalization_mistakes(logits), **tolerances, not_finite=not_finite)
+                _normalization_mistakes(logits), **tolerances, not_finite=not_finite,
+                axes=("N", "S"))
     return (f"Matches the reference on {len(cases)} random inputs of 3 shapes, logits in the "
             "hundreds and thousands included.")
 
@@ -246,12 +284,19 @@ def check_external_attention(fn: Callable) -> str:
         out, attention = pair(call(fn, features, m_k, m_v, what=what),
                               ("output", "attention"), what)
         expected_out, expected_attention = ref.external_attention(features, m_k, m_v)
-        compare(attention, expected_attention, "attention", what,
-                _normalization_mistakes(features @ m_k.T), **tolerances, not_finite=not_finite)
+        ordered((out, attention), (expected_out, expected_attention), ("output", "attention"),
+                what, **tolerances)
+        logits = features @ m_k.T
+        compare(attention, expected_attention, "attention", what, {
+            "the raw logits came back as the attention: F M_k^T before the double "
+            "normalization.": logits, **_normalization_mistakes(logits)},
+            **tolerances, not_finite=not_finite, axes=("N", "S"))
         compare(out, expected_out, "output", what, {
             "the output reads the wrong memory: the attention weighs the rows of M_v, not M_k.":
                 expected_attention @ m_k if m_k.shape == m_v.shape else np.full(1, np.nan),
-        }, **tolerances)
+            "the output is the features themselves (or the attention), not the attention times "
+            "M_v.": features,
+        }, **tolerances, axes=("N", "dv"))
     return (f"Output and attention match the reference on {len(cases)} random cases, logits "
             "in the hundreds and thousands included.")
 
@@ -264,7 +309,7 @@ def check_external_attention(fn: Callable) -> str:
 def check_split_heads(fn: Callable) -> str:
     """Check ``fn(x (B, N, H*dh), num_heads) -> (B, H, N, dh)``."""
     rng = np.random.default_rng(5)
-    cases = _cases(rng, [((2, 5, 12), 3), ((1, 4, 8), 2), ((3, 6, 24), 4)])
+    cases = _cases(rng, [((2, 5, 12), 3), ((1, 4, 8), 2), ((3, 6, 24), 4), ((2, 7, 10), 5)])
     for case in cases:
         gen, (shape, h) = _draw(rng, case)
         x = gen.normal(size=shape)
@@ -272,25 +317,41 @@ def check_split_heads(fn: Callable) -> str:
         dh = width // h
         what = f"x of shape {shape} and num_heads={h}"
         got = to_array(call(fn, x, h, what=what), "heads", what)
-        compare(got, ref.split_heads(x, h), "heads", what, {
-            "the axes are not reordered: yours stops at (B, N, H, dh); the heads axis must "
-            "come before the patches.": x.reshape(b, n, h, dh),
-            "heads split in the wrong order: a reshape straight to (B, H, N, dh) mixes patches "
-            "and channels (shapes alone cannot tell).": x.reshape(b, h, n, dh),
-            "heads split in the wrong order: yours sends channel c to head c % H. Each head "
-            "must own a block of dh consecutive channels.":
-                x.reshape(b, n, dh, h).transpose(0, 3, 1, 2),
-            "patches and channels swapped inside each head: yours is (B, H, dh, N).":
-                x.reshape(b, n, h, dh).transpose(0, 2, 3, 1),
-        })
-    return f"Matches the reference on {len(cases)} random inputs of 3 shapes."
+        try:
+            _compare_heads(got, x, h, what)
+        except Mistake as error:
+            if got.ndim != 4 or got.shape[1] == h or "classic wrong" in str(error) \
+                    or "axes swapped" in str(error) or "another order" in str(error):
+                raise
+            raise Mistake(f"Called with {what}, your result has shape {got.shape}, expected "
+                          f"{(b, h, n, dh)}: its heads axis has length {got.shape[1]}, not "
+                          f"num_heads={h}.\nLikely mistake: a fixed number of heads (or of "
+                          "channels per head) in the code: read H from the num_heads argument "
+                          "and dh from x's width, dh = width // num_heads.") from None
+    return f"Matches the reference on {len(cases)} random inputs of 4 shapes."
+
+
+def _compare_heads(got: np.ndarray, x: np.ndarray, h: int, what: str) -> None:
+    b, n, width = x.shape
+    dh = width // h
+    compare(got, ref.split_heads(x, h), "heads", what, {
+        "the axes are not reordered: yours stops at (B, N, H, dh); the heads axis must "
+        "come before the patches.": x.reshape(b, n, h, dh),
+        "heads split in the wrong order: a reshape straight to (B, H, N, dh) mixes patches "
+        "and channels (shapes alone cannot tell).": x.reshape(b, h, n, dh),
+        "heads split in the wrong order: yours sends channel c to head c % H. Each head "
+        "must own a block of dh consecutive channels.":
+            x.reshape(b, n, dh, h).transpose(0, 3, 1, 2),
+        "patches and channels swapped inside each head: yours is (B, H, dh, N).":
+            x.reshape(b, n, h, dh).transpose(0, 2, 3, 1),
+    }, axes=("B", "H", "N", "dh"))
 
 
 @checker("merge_heads")
 def check_merge_heads(fn: Callable) -> str:
     """Check ``fn(x (B, H, N, dh)) -> (B, N, H*dh)``, the inverse of ``split_heads``."""
     rng = np.random.default_rng(6)
-    cases = _cases(rng, [(2, 3, 5, 4), (1, 2, 4, 4), (3, 4, 6, 2)])
+    cases = _cases(rng, [(2, 3, 5, 4), (1, 2, 4, 4), (3, 4, 6, 2), (2, 5, 3, 3)])
     for case in cases:
         gen, shape = _draw(rng, case)
         x = gen.normal(size=shape)
@@ -303,5 +364,14 @@ def check_merge_heads(fn: Callable) -> str:
             "heads merged in the wrong order: your channels are interleaved (channel c comes "
             "from head c % H); head h's channels should form one block.":
                 x.transpose(0, 2, 3, 1).reshape(b, n, dh * h),
-        })
+            "the heads are averaged, not concatenated: each patch keeps all H*dh channels, "
+            "head after head.": x.mean(axis=1),
+            "the heads are summed, not concatenated: each patch keeps all H*dh channels, head "
+            "after head.": x.sum(axis=1),
+            "the heads are concatenated along the patch axis (yours is (B, H*N, dh)); they go "
+            "side by side on the channel axis.": x.reshape(b, h * n, dh),
+            "the heads are stacked on a new axis (B, N, H, dh); merge the last two axes into "
+            "one of H*dh channels.": x.transpose(0, 2, 1, 3),
+            "only the first head is kept: all H heads are concatenated.": x[:, 0],
+        }, axes=("B", "N", "H*dh"))
     return f"Matches the reference on {len(cases)} random inputs of 3 shapes."

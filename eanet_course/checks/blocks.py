@@ -7,6 +7,7 @@ shared norm, two layers with one name, a missing residual) rather than blaming t
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import tempfile
@@ -17,7 +18,7 @@ import numpy as np
 
 from eanet_course import reference as ref
 from eanet_course.checks._core import (
-    Mistake, Refused, call, checker, close, compare, preview,
+    Mistake, Refused, call, checker, close, compare, convert, fresh_rng, preview,
 )
 
 # ----------------------------------------------------------------------------------------------
@@ -142,22 +143,26 @@ def _model(inputs, outputs, what: str):
 
     if isinstance(outputs, (tuple, list)):
         raise Mistake(f"Called with {what}, your function returned a {type(outputs).__name__} "
-                      f"of {len(outputs)}; return only the block's output tensor.")
+                      f"of {len(outputs)}.\nLikely mistake: more than the output is returned; "
+                      "return only the block's output tensor.")
     if not isinstance(outputs, keras.KerasTensor):
         raise Mistake(f"Called with {what}, expected the block's output tensor but your "
                       f"function returned {type(outputs).__name__}: {outputs!r:.80}\n"
-                      "Apply the layers to x (functional API) and return the result.")
+                      "Likely mistake: the layers are made but not applied (or the return is "
+                      "missing): apply them to x (functional API) and return the result.")
     try:
         return keras.Model(inputs, outputs)
     except ValueError as e:
         text = str(e)
         if "is used" in text and "times in the model" in text:
             name = text.split('"')[1] if '"' in text else "?"
-            raise Mistake(f"Called with {what}, two of your layers share the name {name!r}: "
-                          "every layer of a model needs its own name. Give each layer its own "
+            raise Mistake(f"Called with {what}, two of your layers share the name {name!r}.\n"
+                          "Likely mistake: a fixed name= reused; every layer of a model needs "
+                          "its own name. Give each layer its own "
                           "name= (or none: Keras numbers them).") from None
         raise Mistake(f"Called with {what}, your output is not computed from x: {e}\n"
-                      "Apply the layers to the x you are given.") from None
+                      "Likely mistake: a new keras.Input inside the function; apply the layers "
+                      "to the x you are given.") from None
 
 
 def _structure(model, d: int, mlp: int, heads: int, c: int, what: str) -> dict:
@@ -169,47 +174,66 @@ def _structure(model, d: int, mlp: int, heads: int, c: int, what: str) -> dict:
     leaves = list(_leaves(model))
     kinds = {type(layer).__name__ for layer in leaves}
     if any(isinstance(layer, TransformerBlock) for layer in leaves):
-        raise Mistake(f"Called with {what}: you used the package's TransformerBlock. The "
-                      "exercise is to build the block from its parts.")
+        raise Mistake(f"Called with {what}: you used the package's TransformerBlock.\nLikely "
+                      "mistake: the exercise is to build the block from its parts "
+                      "(LayerNormalization, ExternalAttention, Dense), not to call the "
+                      "finished block.")
     other_norms = [layer for layer in leaves if isinstance(layer, (
         keras.layers.BatchNormalization, keras.layers.GroupNormalization,
         keras.layers.UnitNormalization))]
     if other_norms:
         name = type(other_norms[0]).__name__
-        raise Mistake(f"Called with {what}: your block uses {name}. A transformer block "
-                      "normalizes each patch over its own channels (LayerNormalization); "
-                      f"{name} mixes statistics across {'the batch' if 'Batch' in name else 'other values'}, "
-                      "so a patch's output depends on the other images (and differs between "
-                      "training and inference).")
+        across = "the batch" if "Batch" in name else "other values"
+        raise Mistake(f"Called with {what}: your block uses {name}.\nLikely mistake: the "
+                      "wrong normalization layer. A transformer block normalizes each patch "
+                      f"over its own channels (LayerNormalization); {name} mixes statistics "
+                      f"across {across}, so a patch's output depends on the other images (and "
+                      "differs between training and inference).")
+    dropouts = [layer for layer in leaves if isinstance(layer, (
+        keras.layers.Dropout, keras.layers.SpatialDropout1D, keras.layers.GaussianNoise,
+        keras.layers.GaussianDropout, keras.layers.AlphaDropout)) and getattr(
+        layer, "rate", getattr(layer, "stddev", 0.0))]
+    if dropouts:
+        raise Mistake(f"Called with {what}: your block has a {type(dropouts[0]).__name__} layer "
+                      f"({dropouts[0].name!r}), which changes the output in training.\nLikely "
+                      "mistake: dropout (or noise) the block does not have: the contract's "
+                      "block is two normalized branches with residuals, and nothing random.")
     norms = [layer for layer in leaves if isinstance(layer, keras.layers.LayerNormalization)]
     calls = sum(len(layer._inbound_nodes) for layer in norms)
     if len(norms) == 1 and calls >= 2:
-        raise Mistake(f"Called with {what}: one LayerNormalization is applied twice, so both "
-                      "branches share its weights. The block has two LayerNormalizations, one "
-                      "per branch, each with its own weights.")
+        raise Mistake(f"Called with {what}: one LayerNormalization is applied twice.\nLikely "
+                      "mistake: both branches share one norm (and its weights). The block has "
+                      "two LayerNormalizations, one per branch, each with its own weights.")
     if len(norms) != 2:
         raise Mistake(f"Called with {what}: your block has {len(norms)} LayerNormalization "
-                      "layer(s); a pre-norm block has two, one before the attention and one "
-                      "before the MLP.")
+                      "layer(s).\nLikely mistake: " + (
+                          "a LayerNormalization is missing; a pre-norm block has two, one "
+                          "before the attention and one before the MLP." if len(norms) < 2 else
+                          "a LayerNormalization too many (a final one after the MLP?); a "
+                          "pre-norm block has two, one at the start of each branch."))
     for layer in norms:
         axis = [a if a < 0 else a - 3 for a in np.ravel(layer.axis).tolist()]
         if axis != [-1]:
             over = {(-2,): "the patches N", (-2, -1): "the patches and channels together"}.get(
                 tuple(sorted(axis)), f"axis {layer.axis}")
             raise Mistake(f"Called with {what}: your LayerNormalization {layer.name!r} "
-                          f"normalizes over {over}. Each patch is normalized over its own "
-                          "channels, the last axis only.")
+                          f"normalizes over {over}.\nLikely mistake: the wrong axis. Each patch "
+                          "is normalized over its own channels, the last axis only.")
         if not math.isclose(layer.epsilon, 1e-5, rel_tol=1e-3):
             default = " (Keras' default)" if math.isclose(layer.epsilon, 1e-3) else ""
             raise Mistake(f"Called with {what}: your LayerNormalization {layer.name!r} has "
-                          f"epsilon={layer.epsilon:g}{default}; the block's contract (the "
+                          f"epsilon={layer.epsilon:g}{default}.\nLikely mistake: epsilon left at "
+                          "its default; the block's contract (the "
                           "package's TransformerBlock) is 1e-5.")
     attentions = [layer for layer in leaves if isinstance(layer, ExternalAttention)]
     if len(attentions) != 1:
         others = ", ".join(sorted(kinds & {"MultiHeadAttention", "EinsumDense"}))
         raise Mistake(f"Called with {what}: your block has {len(attentions)} ExternalAttention "
-                      f"layer(s){' (and ' + others + ')' if others else ''}; it needs exactly "
-                      "one.")
+                      f"layer(s){' (and ' + others + ')' if others else ''}.\nLikely mistake: "
+                      + ("the attention branch is missing or built from other layers; it is "
+                         "one ExternalAttention layer." if not attentions else
+                         "one ExternalAttention per branch or call; the block has exactly "
+                         "one."))
     attention = attentions[0]
     given = {"embed_dim": attention.embed_dim, "num_heads": attention.num_heads,
              "dim_coefficient": attention.dim_coefficient}
@@ -221,24 +245,27 @@ def _structure(model, d: int, mlp: int, heads: int, c: int, what: str) -> dict:
         wrong += [f"memory_units={attention._memory_units}"] * (
             attention._memory_units is not None)
         raise Mistake(f"Called with {what}: your ExternalAttention has " + ", ".join(wrong)
-                      + ". Pass the block's own arguments, in the order of ExternalAttention's "
+                      + ".\nLikely mistake: arguments in the wrong order or fixed numbers. Pass "
+                      "the block's own arguments, in the order of ExternalAttention's "
                       "signature (or by keyword), and leave the rest at their defaults.")
     denses = [layer for layer in leaves if isinstance(layer, keras.layers.Dense)]
     units = sorted(layer.units for layer in denses)
     if units != sorted([mlp, d]):
         raise Mistake(f"Called with {what}: your block's Dense layers (outside the attention) "
-                      f"have {units} units; the MLP has two: mlp_dim={mlp} units, then "
-                      f"embed_dim={d}.")
+                      f"have {units} units.\nLikely mistake: the MLP's sizes; it has two Dense "
+                      f"layers: mlp_dim={mlp} units, then embed_dim={d}.")
     if not all(layer.use_bias for layer in denses):
-        raise Mistake(f"Called with {what}: a Dense layer of your MLP has use_bias=False; both "
-                      "have biases, as Keras' default.")
+        raise Mistake(f"Called with {what}: a Dense layer of your MLP has use_bias=False.\n"
+                      "Likely mistake: a bias switched off; both have biases, as Keras' "
+                      "default.")
     hidden = next(layer for layer in denses if layer.units == mlp)
     output = next(layer for layer in denses if layer is not hidden)
     extra = [layer.name for layer in leaves if layer.weights and layer not in
              (*norms, attention, hidden, output)]
     if extra:
         raise Mistake(f"Called with {what}: your block has layers with weights the block does "
-                      f"not have: {extra}.")
+                      f"not have: {extra}.\nLikely mistake: an extra layer; the block is two "
+                      "LayerNormalizations, one ExternalAttention and two Dense layers.")
     return {"norms": norms, "attention": attention, "hidden": hidden, "output": output}
 
 
@@ -259,17 +286,35 @@ def _check_block_numbers(model, parts: dict, n: int, d: int, heads: int,
         dense["w" + key], dense["b" + key] = kernel, bias
     params = {"gamma": gamma, "beta": beta, "attention": attention,
               "heads": heads * c, **dense}
-    x = rng.normal(size=(2, n, d)).astype("float32")
-    got = np.asarray(call(lambda: model(x, training=False), what=what), dtype=np.float64)
-    x = x.astype(np.float64)
+    x32 = rng.normal(size=(3, n, d)).astype("float32")
+    x = x32.astype(np.float64)
     rtol, atol = 1e-3, 1e-4  # float32 through two branches
     expected = _block(x, params)
-    if close(got, expected, rtol, atol) or close(
-            got, _block(x, params, activation="gelu (tanh approximation)"), rtol, atol):
-        return
-    compare(got, expected, "output", f"{what} and random weights",
-            {text: _block(x, params, **change) for text, change in BLOCK_VARIANTS.items()},
-            rtol=rtol, atol=atol)
+    for training in (False, True):
+        got = _outputs(lambda: model(x32, training=training), what)
+        if close(got, expected, rtol, atol) or close(
+                got, _block(x, params, activation="gelu (tanh approximation)"), rtol, atol):
+            continue
+        if training:
+            raise Mistake(f"Called with {what}, your block is right in inference but gives "
+                          f"other outputs with training=True (starting {preview(got)} instead "
+                          f"of {preview(expected)}).\nLikely mistake: something random or "
+                          "training-only in the block (dropout, noise, training=True fixed on a "
+                          "layer); the block has none.")
+        compare(got, expected, "output", f"{what} and random weights",
+                {text: _block(x, params, **change) for text, change in BLOCK_VARIANTS.items()},
+                rtol=rtol, atol=atol, axes=("B", "N", "d"))
+
+
+def _outputs(run: Callable, what: str) -> np.ndarray:
+    """The learner's model or layer run by ``run()``, its output a plain float64 array (the
+    conversion under the time limit)."""
+    out = call(run, what=what)
+    if isinstance(out, (tuple, list)):
+        raise Mistake(f"Called with {what}, your layer returned a {type(out).__name__} of "
+                      f"{len(out)}.\nLikely mistake: more than the output is returned (the "
+                      "attention too?); call(x) returns the output alone, (B, N, embed_dim).")
+    return convert(lambda v: np.array(np.asarray(v), dtype=np.float64), out, what, "output")
 
 
 @checker("transformer_block", limit_factor=3.0)
@@ -283,7 +328,7 @@ def check_transformer_block(fn: Callable) -> str:
     """
     import keras
 
-    rng = np.random.default_rng(7)
+    rng = fresh_rng()
     cases = [(16, 32, 64, 2, 2), (9, 16, 24, 4, 2)]
     for n, d, mlp, heads, c in cases:
         what = (f"x = keras.Input(({n}, {d})), embed_dim={d}, mlp_dim={mlp}, "
@@ -304,8 +349,10 @@ def check_transformer_block(fn: Callable) -> str:
 # 06 the parameter count, by formula
 
 
+@functools.lru_cache(maxsize=8)
 def _model_parts(config) -> tuple[int, dict[str, int]]:
-    """``build_eanet(config)``'s parameter count and the sizes of the parts learners forget."""
+    """``build_eanet(config)``'s parameter count and the sizes of the parts learners forget
+    (cached: a config is frozen, and the checker's fixed configs come back at every call)."""
     from eanet_course.layers import TransformerBlock
     from eanet_course.models import build_eanet
 
@@ -341,6 +388,11 @@ def _model_parts(config) -> tuple[int, dict[str, int]]:
             config.patch_size**2 * (config.channels - 1) * d,
         "the MLP is counted with embed_dim hidden units; it has mlp_dim": k * (
             (config.mlp_dim - d) * (2 * d + 1)),
+        "the number of patches is (image_size // patch_size), not its square: N = (image_size "
+        "// patch_size) ** 2 positions": (config.num_patches - config.image_size
+                                          // config.patch_size) * d,
+        "to_heads and output_projection are counted as d -> d; they are d -> d*c and d*c -> d":
+            k * (c - 1) * (2 * d * d + d),
     }
     return model.count_params(), parts
 
@@ -353,8 +405,9 @@ def _no_layers() -> Iterator[None]:
     originals = (keras.layers.Layer.__init__, keras.Variable.__init__)
 
     def refuse(self, *args, **kwargs):
-        raise Refused("your function builds Keras layers (a model?). The exercise asks for "
-                      "the count by formula, from the config's numbers alone.")
+        raise Refused("your function builds Keras layers.\nLikely mistake: a model (or a "
+                      "layer) built to count its weights; the exercise asks for the count by "
+                      "formula, from the config's numbers alone.")
 
     keras.layers.Layer.__init__ = refuse
     keras.Variable.__init__ = refuse
@@ -365,7 +418,12 @@ def _no_layers() -> Iterator[None]:
 
 
 def _as_count(got, what: str) -> tuple[int, str]:
-    """The learner's count as an int (ints, NumPy or tensor scalars, whole floats), and a note."""
+    """The learner's count as a plain int (ints and their subclasses, NumPy or tensor scalars,
+    whole floats), and a note; the conversion runs under the time limit."""
+    return convert(_plain_count, got, what, "count")
+
+
+def _plain_count(got) -> tuple[int, str]:
     if hasattr(got, "numpy") and callable(got.numpy):
         got = got.numpy()
     if isinstance(got, np.ndarray) and got.shape == ():
@@ -373,15 +431,20 @@ def _as_count(got, what: str) -> tuple[int, str]:
     if isinstance(got, np.generic):
         got = got.item()
     if isinstance(got, bool) or not isinstance(got, (int, float)):
-        raise Mistake(f"Called with {what}, expected a number but your function returned "
-                      f"{type(got).__name__}: {got!r:.80}")
+        likely = ("a list or array where one number belongs: add the parts up (sum(...))."
+                  if isinstance(got, (list, tuple, np.ndarray)) else
+                  "the return is missing." if got is None else
+                  "a value that is not a number.")
+        raise Mistake(f"expected a number but your function returned "
+                      f"{type(got).__name__}: {got!r:.80}\nLikely mistake: {likely}")
     if isinstance(got, float):
-        if not math.isfinite(got) or got != round(got):
-            raise Mistake(f"Called with {what}, your count is {got!r}, not a whole number: a "
+        value = float.__float__(got)  # a float subclass reads as the float it holds
+        if not math.isfinite(value) or value != round(value):
+            raise Mistake(f"your count is {value!r}, not a whole number.\nLikely mistake: a "
                           "division somewhere keeps a fraction (true division / instead of "
                           "floor division //?).")
-        return int(got), " (It came back as a float; // keeps counts as ints.)"
-    return got, ""
+        return int(value), " (It came back as a float; // keeps counts as ints.)"
+    return int.__int__(got), ""  # an int subclass reads as the int it holds
 
 
 @checker("count_parameters", limit_factor=1.5)
@@ -391,17 +454,29 @@ def check_parameter_count(fn: Callable) -> str:
     from eanet_course.config import PROFILES
 
     ci, laptop, paper = PROFILES["ci"], PROFILES["laptop"], PROFILES["paper"]
+    rng = fresh_rng()
+    heads, c = int(rng.integers(1, 4)), int(rng.integers(1, 3))
     configs = [ci, ci.replace(memory_units=8, num_blocks=3),
                laptop.replace(num_blocks=2, patch_size=8, embed_dim=48, num_heads=3),
-               paper.replace(mlp_dim=96, num_classes=37, dim_coefficient=2)]
+               paper.replace(mlp_dim=96, num_classes=37, dim_coefficient=2),
+               ci.replace(embed_dim=heads * c * 2 * int(rng.integers(1, 4)), num_heads=heads,
+                          dim_coefficient=c, mlp_dim=int(rng.integers(5, 40)),
+                          num_classes=int(rng.integers(2, 50)),
+                          num_blocks=int(rng.integers(1, 3)),
+                          memory_units=[None, int(rng.integers(2, 9))][int(rng.integers(2))])]
     note = ""
     for config in configs:
         what = ("EANetConfig(" + ", ".join(f"{f}={getattr(config, f)}" for f in (
             "image_size", "channels", "patch_size", "num_classes", "embed_dim", "mlp_dim",
             "num_heads", "dim_coefficient", "memory_units", "num_blocks")) + ")")
         with _no_layers():
-            got = call(fn, config, what=what)
-        got, note = _as_count(got, what)
+            got = call(fn, config.replace(), what=what)  # the learner's own copy
+        try:
+            got, note = _as_count(got, what)
+        except Mistake as error:
+            text = str(error)
+            raise Mistake(text if text.startswith("Called") else f"Called with {what}, {text}") \
+                from None
         expected, parts = _model_parts(config)
         if got == expected:
             continue
@@ -409,10 +484,13 @@ def check_parameter_count(fn: Callable) -> str:
                  "(build_eanet(config).count_params())", f"  got      {got:,}"]
         named = [part for part, size in parts.items() if size and expected - got == size]
         lines.append(f"Likely mistake: {named[0]}." if named else
-                     f"You count {abs(expected - got):,} "
-                     f"{'too few' if got < expected else 'too many'}.")
+                     f"Likely mistake: you count {abs(expected - got):,} "
+                     f"{'too few' if got < expected else 'too many'}, which is no single part "
+                     "of the model: count the patch embedding, one block, and the classifier "
+                     "separately and compare each with model.summary() on a small config.")
         raise Mistake("\n".join(lines))
-    return f"Exact on {len(configs)} configs, memory_units and odd widths included.{note}"
+    return (f"Exact on {len(configs)} configs, memory_units, odd widths and a fresh random one "
+            f"included.{note}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -431,7 +509,8 @@ def _copy_weights(mine, package, what: str) -> None:
     wanted = [w.shape for w in theirs]
     if sorted(shapes) != sorted(wanted):
         transposed = [s for s in shapes if s not in wanted and s[::-1] in wanted]
-        hint = ""
+        hint = ("\nLikely mistake: a Dense layer of the wrong size; compare each with the "
+                "contract's four (inputs -> units).")
         if transposed:
             hint = (f"\nLikely mistake: a weight of shape {transposed[0]} is transposed: a Dense "
                     "layer's kernel is (inputs, outputs).")
@@ -477,30 +556,43 @@ def check_external_attention_layer(cls: type) -> str:
 
     from eanet_course.layers import ExternalAttention
 
-    rng = np.random.default_rng(11)
+    rng = fresh_rng()
     for sizes in LAYER_SIZES:
         what = f"{cls.__name__}(" + ", ".join(f"{k}={v}" for k, v in sizes.items()) + ")"
         layer = call(lambda: cls(**sizes), what=what)
         if not isinstance(layer, keras.layers.Layer):
-            raise Mistake(f"{what} made a {type(layer).__name__}, not a keras.layers.Layer: "
-                          "subclass keras.layers.Layer.")
+            raise Mistake(f"{what} made a {type(layer).__name__}, not a keras.layers.Layer.\n"
+                          "Likely mistake: the class does not subclass keras.layers.Layer.")
         x = rng.normal(size=(2, 9, sizes["embed_dim"])).astype("float32")
-        out = call(lambda: layer(x), what=f"{what} on x of shape {x.shape}")
+        _outputs(lambda: layer(x), f"{what} on x of shape {x.shape}")
+        symbolic = keras.Input((9, sizes["embed_dim"]))
+        try:
+            call(lambda: layer(symbolic), what=f"{what} on keras.Input((9, "
+                                                f"{sizes['embed_dim']})), batch size unknown")
+        except Mistake as error:
+            raise Mistake(f"{str(error).splitlines()[0]}\nYour layer works on arrays but not "
+                          "in a model, where the batch size is None until data flows.\nLikely "
+                          "mistake: a Python number read from the input's batch axis "
+                          "(x.shape[0], or a loop over it): reshape with -1 (or ops.shape(x)) "
+                          "instead.") from None
         package = ExternalAttention(**sizes)
         package.build(x.shape)
         package.set_weights([rng.normal(scale=0.4, size=w.shape).astype("float32")
                              for w in package.get_weights()])
         _copy_weights(layer, package, what)
-        got = np.asarray(call(lambda: layer(x), what=what), dtype=np.float64)
-        if isinstance(out, (tuple, list)):
-            raise Mistake(f"{what} returned a {type(out).__name__}; call(x) returns the output "
-                          "alone, (B, N, embed_dim).")
+        got = _outputs(lambda: layer(x), what)
         weights = [w.astype(np.float64) for w in package.get_weights()]
         heads = package.total_heads
         expected = _external(x.astype(np.float64), weights, heads)
         compare(got, expected, "output", f"{what} on random x {x.shape} with the package "
                 "layer's weights", _layer_variants(x.astype(np.float64), weights, heads),
-                rtol=1e-3, atol=1e-4)
+                rtol=1e-3, atol=1e-4, axes=("B", "N", "d"))
+        training = _outputs(lambda: layer(x, training=True), f"{what}, training=True")
+        if not close(training, expected, 1e-3, 1e-4):
+            raise Mistake(f"{what} is right in inference but gives other outputs with "
+                          f"training=True (starting {preview(training)} instead of "
+                          f"{preview(expected)}).\nLikely mistake: dropout or another "
+                          "training-only step; the exercise's layer has none (no dropout).")
         _check_serialization(cls, layer, x, got, what)
     return (f"Same outputs as ExternalAttention on {len(LAYER_SIZES)} sizes with its weights; "
             "get_config rebuilds it and a .keras file reloads with safe_mode=True.")
@@ -512,23 +604,26 @@ def _check_serialization(cls, layer, x, got, what: str) -> None:
     config = call(layer.get_config, what=f"{what}.get_config()")
     missing = [k for k in ("embed_dim", "num_heads", "dim_coefficient") if k not in config]
     if missing:
-        raise Mistake(f"{what}.get_config() lacks {missing}: it must return every constructor "
-                      "argument (merged with super().get_config()), so that from_config can "
-                      "rebuild the layer.")
+        raise Mistake(f"{what}.get_config() lacks {missing}.\nLikely mistake: get_config "
+                      "returns only super().get_config() (or misses arguments): it must return "
+                      "every constructor argument, merged with super().get_config(), so that "
+                      "from_config can rebuild the layer.")
     try:
         clone = call(lambda: cls.from_config(config), what=f"{cls.__name__}.from_config(config)")
     except Mistake as error:
         if "unexpected keyword argument" not in str(error):
             raise
-        raise Mistake(f"{error}\nfrom_config also passes the base layer's arguments (name, "
-                      "trainable, dtype...): the constructor must accept **kwargs and hand them "
-                      "to the base class.") from None
+        raise Mistake(f"{error}\nLikely mistake: the constructor does not accept **kwargs: "
+                      "from_config also passes the base layer's arguments (name, trainable, "
+                      "dtype...), which it must hand to the base class.") from None
     if [tuple(w.shape) for w in clone.weights] not in ([], [tuple(w.shape) for w in layer.weights]):
-        raise Mistake(f"{cls.__name__}.from_config({what}.get_config()) made a different layer.")
+        raise Mistake(f"{cls.__name__}.from_config({what}.get_config()) made a different "
+                      "layer.\nLikely mistake: get_config returns other values than the "
+                      "constructor received (a derived size instead of the argument?).")
     if not keras.saving.get_registered_object(keras.saving.get_registered_name(cls)):
-        raise Mistake(f"{cls.__name__} is not registered: decorate the class with "
-                      "@keras.saving.register_keras_serializable(...) so that a saved model can "
-                      "find it when it loads.")
+        raise Mistake(f"{cls.__name__} is not registered.\nLikely mistake: the decorator "
+                      "@keras.saving.register_keras_serializable(...) is missing, so a saved "
+                      "model cannot find the class when it loads.")
     inputs = keras.Input(x.shape[1:])
     model = keras.Model(inputs, layer(inputs))
     with tempfile.TemporaryDirectory() as folder:
@@ -536,9 +631,9 @@ def _check_serialization(cls, layer, x, got, what: str) -> None:
         call(lambda: model.save(path), what=f"a model holding {what}, saved to .keras")
         loaded = call(lambda: keras.saving.load_model(path, safe_mode=True),
                       what=f"a model holding {what}, loaded from .keras with safe_mode=True")
-    again = np.asarray(call(lambda: loaded(x), what=f"the reloaded {what}"), dtype=np.float64)
+    again = _outputs(lambda: loaded(x), f"the reloaded {what}")
     if not close(again, got, 1e-5, 1e-6):
         raise Mistake(f"{what} saved and loaded back gives other outputs (starting "
-                      f"{preview(again)} instead of {preview(got)}): are all weights created "
-                      "in build or __init__ (not in call), and does get_config return every "
-                      "argument?")
+                      f"{preview(again)} instead of {preview(got)}).\nLikely mistake: weights "
+                      "created in call (not in __init__ or build), or an argument that "
+                      "get_config does not return.")

@@ -7,22 +7,25 @@ names the classic wrong answers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 
 from eanet_course import reference as ref
-from eanet_course.checks._core import Mistake, call, checker, compare, fresh_rng, pair, to_array
-from eanet_course.checks.attention import GLOBAL_MAX, LARGE_ATOL, LARGE_RTOL
+from eanet_course.checks._core import (
+    Mistake, call, checker, compare, fresh_rng, ordered, pair, to_array,
+)
+from eanet_course.checks.attention import GLOBAL_MAX, LARGE_ATOL, LARGE_RTOL, UNSTABLE
 
 # ----------------------------------------------------------------------------------------------
 # 00 standardize with the training set's statistics
 
 
-def _standardize(train, test, axes=(0, 1, 2), source="train", divide=True):
+def _standardize(train, test, axes=(0, 1, 2), source="train", divide=True, power=1.0):
     stats = {"train": train, "test": test, "both": np.concatenate([train, test])}[source]
     mean = stats.mean(axis=axes, keepdims=True)
-    std = stats.std(axis=axes, keepdims=True) if divide else 1.0
+    std = stats.std(axis=axes, keepdims=True) ** power if divide else 1.0
     return (train - mean) / std, (test - mean) / std
 
 
@@ -45,6 +48,7 @@ def check_standardize(fn: Callable) -> str:
         out_train, out_test = pair(call(fn, train, test, what=what), ("train", "test"), what)
         f_train, f_test = train.astype(np.float64), test.astype(np.float64)
         expected = _standardize(f_train, f_test)
+        ordered((out_train, out_test), expected, ("train_out", "test_out"), what, 1e-3, 1e-4)
         mistakes = {
             "one mean and one standard deviation for the whole array: each channel has its own.":
                 _standardize(f_train, f_test, axes=None),
@@ -61,11 +65,32 @@ def check_standardize(fn: Callable) -> str:
                  _standardize(f_test, f_test, axes=(1, 2))[0]),
             "the division by the standard deviation is missing.":
                 _standardize(f_train, f_test, divide=False),
+            "the statistics come from the test images: both sets must use the training set's.":
+                _standardize(f_train, f_test, source="test"),
+            "the images are divided by 255 (scaled to [0, 1]), not standardized: subtract each "
+            "channel's training mean and divide by its training standard deviation.":
+                (f_train / 255.0, f_test / 255.0),
+            "the images are scaled to [0, 1], then standardized with one mean and one standard "
+            "deviation for the whole array: each channel has its own.":
+                _standardize(f_train / 255.0, f_test / 255.0, axes=None),
+            "the division is by the variance, not the standard deviation (its square root).":
+                _standardize(f_train, f_test, power=2.0),
+            "min-max scaling (x - min) / (max - min), not standardization: subtract the mean and "
+            "divide by the standard deviation.": tuple(
+                (a - f_train.min(axis=(0, 1, 2))) / np.ptp(f_train, axis=(0, 1, 2))
+                for a in (f_train, f_test)),
+            "the statistics are taken over the channels of each pixel (axis -1); each channel's "
+            "are taken over every image and position (all axes but the last).": (
+                _standardize(f_train, f_train, axes=(3,))[0],
+                _standardize(f_test, f_test, axes=(3,))[0]) if shape[-1] > 1 else
+            (np.full(1, np.nan),) * 2,
+            "the training images are standardized twice, or the test images not at all: both "
+            "go through the very same shift and scale, once.": (expected[0], f_test),
         }
         for index, (label, got) in enumerate((("train", out_train), ("test", out_test))):
             compare(got, expected[index], f"standardized {label} images", what,
                     {text: wrong[index] for text, wrong in mistakes.items()},
-                    rtol=1e-3, atol=1e-4)
+                    rtol=1e-3, atol=1e-4, axes=("B", "H", "W", "C"))
     return f"Right on {len(cases)} random data sets, uint8 and float, with uneven channels."
 
 
@@ -83,7 +108,8 @@ def check_attention_to_pixels(fn: Callable) -> str:
     """Check ``fn(unit_scores (N,), image_size, patch_size) -> (image_size, image_size)``: each
     patch's score painted over its ``P x P`` pixels, patches row by row."""
     rng = np.random.default_rng(21)
-    cases = [((8, 2), rng), ((8, 2), rng), ((12, 3), rng), ((32, 4), rng), ((12, 4), fresh_rng())]
+    cases = [((8, 2), rng), ((8, 2), rng), ((12, 3), rng), ((32, 4), rng), ((12, 4), fresh_rng()),
+             ((10, 5), rng)]
     for (size, p), gen in cases:
         side = size // p
         scores = gen.uniform(size=side * side)
@@ -97,7 +123,19 @@ def check_attention_to_pixels(fn: Callable) -> str:
             "own P x P square.": np.tile(grid, (p, p)),
             "each patch's score fills a P x P square, but the squares are spread the wrong way "
             "(each row of pixels repeats the grid's rows).": np.repeat(np.tile(grid, (1, p)), p, 0),
-        })
+            "each patch's score fills P*P consecutive pixels of one pixel row (a repeat then a "
+            "reshape), not a P x P square: repeat along both axes of the (side, side) grid.":
+                np.repeat(scores, p * p).reshape(size, size),
+            "each score is repeated along the rows only (axis 0 twice?): repeat once along each "
+            "axis of the grid.": np.repeat(np.repeat(grid, p, axis=0), p, axis=0)[:size, :size]
+            if p > 1 else np.full(1, np.nan),
+            "the scores are rescaled (to their maximum or to [0, 1]); the map holds them as "
+            "they are.": _pixels(scores / scores.max(), size, p),
+            "the (side, side) grid of patch scores, not blown up to pixels: each score fills "
+            "its patch's P x P square.": grid,
+            "each score is repeated along one axis only (the rows); repeat along both axes.":
+                np.repeat(grid, p, axis=0),
+        }, axes=("rows", "columns"))
     return f"Right on {len(cases)} random maps of 4 sizes."
 
 
@@ -107,16 +145,26 @@ def check_top_units(fn: Callable) -> str:
     attention over the patches (column sums), largest first."""
     rng = np.random.default_rng(22)
     cases = [((16, 8), 3, rng), ((16, 8), 3, rng), ((9, 12), 5, rng), ((25, 6), 1, rng),
-             ((16, 10), 4, fresh_rng())]
+             ((16, 10), 4, fresh_rng()), ((64, 200), 12, rng), ((40, 400), 250, rng), ((32, 300), 200, fresh_rng())]
     for shape, k, gen in cases:
         attention = ref.double_normalization(3.0 * gen.normal(size=shape))
         what = f"attention of shape {shape} and k={k}"
         got = to_array(call(fn, attention, k, what=what), "units", what)
         totals = attention.sum(axis=0)
         expected = np.argsort(-totals)[:k]
+        if got.shape == expected.shape and set(got.tolist()) == set(expected.tolist()) and \
+                not np.array_equal(got, expected) and not np.array_equal(got, np.sort(expected)) \
+                and not np.array_equal(got, expected[::-1]):
+            raise Mistake(f"Called with {what}, your units are the right {k} but in the order "
+                          f"{got.astype(int).tolist()[:12]}, not largest total first "
+                          f"{expected.tolist()[:12]}.\nLikely mistake: the top k are picked "
+                          "without sorting them (np.argpartition leaves them in no particular "
+                          "order): sort the chosen units by their totals, largest first.")
         compare(got, expected.astype(np.float64), "units", what, {
             "the order is reversed: largest total first.":
                 np.argsort(totals)[-k:].astype(np.float64),
+            "yours ranks the units by how many patches prefer them (each patch's argmax), not by "
+            "their total attention.": _by_votes(attention, k),
             "the right units in the wrong order: yours are sorted by index; they should come "
             "largest total first.": np.sort(expected).astype(np.float64),
             "the smallest units: yours picks the units with the least attention.":
@@ -126,8 +174,16 @@ def check_top_units(fn: Callable) -> str:
                 np.argsort(-attention.max(axis=0))[:k].astype(np.float64),
             "yours sums over the memory units (each patch's row) and ranks patches, not units.":
                 np.argsort(-attention.sum(axis=1))[:k].astype(np.float64),
-        }, rtol=0, atol=0)
-    return f"Right on {len(cases)} random maps."
+            "yours returns the largest totals themselves, not the indices of their units.":
+                np.sort(totals)[::-1][:k],
+            "the indices count from 1; NumPy's count from 0.": expected.astype(np.float64) + 1,
+        }, rtol=0, atol=0, axes=("k",))
+    return f"Right on {len(cases)} random maps, up to S = 400 memory units."
+
+
+def _by_votes(attention: np.ndarray, k: int) -> np.ndarray:
+    votes = np.bincount(attention.argmax(axis=1), minlength=attention.shape[1])
+    return np.argsort(-votes, kind="stable")[:k].astype(np.float64)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -139,18 +195,43 @@ def check_fit_slope(fn: Callable) -> str:
     """Check ``fn(ns, costs) -> float``: the slope of the least-squares line through
     ``(log n, log cost)``, the exponent k of ``cost ~ n^k``."""
     rng = np.random.default_rng(23)
-    cases = [(rng, 1.0), (rng, 2.0), (rng, 1.37), (fresh_rng(), 0.6)]
-    for gen, k in cases:
+    cases = [(rng, 1.0, "array"), (rng, 2.0, "list"), (rng, 1.37, "array"),
+             (fresh_rng(), 0.6, "list"), (rng, 1.8, "uneven")]
+    for gen, k, kind in cases:
         ns = np.array([64, 128, 256, 512, 1024, 2048])
+        if kind == "uneven":  # unevenly spaced, unsorted, a size measured twice
+            ns = np.array([300, 40, 1000, 90, 2500, 90, 700])
         costs = 3e-6 * ns**k * np.exp(gen.normal(scale=0.08, size=ns.size))
-        what = f"ns {ns.tolist()} and costs that grow like n^{k} with noise"
-        got = to_array(call(fn, ns.copy(), costs, what=what), "slope", what)
+        args = (ns.tolist(), costs.tolist()) if kind == "list" else (ns, costs)
+        what = (f"{'Python lists' if kind == 'list' else 'arrays'} ns {ns.tolist()} and costs "
+                f"that grow like n^{k} with noise")
+        result = call(fn, *args, what=what)
+        got = to_array(result, "slope", what)
         if got.size == 2:
             raise Mistake(f"Called with {what}, your function returned two numbers "
-                          f"{got.tolist()}: return the slope alone, a float.")
-        expected = np.polyfit(np.log(ns), np.log(costs), 1)[0]
+                          f"{got.tolist()}.\nLikely mistake: both coefficients of the fit "
+                          "(slope and intercept) are returned; return the slope alone, a "
+                          "float.")
+        if got.shape != () or isinstance(result, (list, tuple)):
+            raise Mistake(f"Called with {what}, your function returned "
+                          f"{type(result).__name__} of shape {got.shape}, not a number.\n"
+                          "Likely mistake: a 1-element array (or list) where a float belongs: "
+                          "take the number out (float(...), or index [0] of the fit's "
+                          "coefficients).")
         log_n, log_c = np.log(ns), np.log(costs)
-        compare(got.reshape(()), np.array(expected), "slope", what, {
+        expected = np.polyfit(log_n, log_c, 1)[0]
+        order = np.argsort(ns, kind="stable")
+        compare(got, np.array(expected), "slope", what, {
+            "mixed logarithm bases: log10 on one axis and the natural log on the other (the "
+            "slope is off by ln 10 = 2.303); use the same base for both.": np.array(
+                expected * math.log(10)),
+            "mixed logarithm bases: the natural log on one axis and log10 on the other (the "
+            "slope is off by ln 10 = 2.303); use the same base for both.": np.array(
+                expected / math.log(10)),
+            "the line is forced through the origin (no intercept): fit a slope and an "
+            "intercept.": np.array(np.sum(log_n * log_c) / np.sum(log_n * log_n)),
+            "the slope is an average of log(cost) / log(n), point by point: that ratio mixes in "
+            "the intercept; fit a line.": np.array(np.mean(log_c / log_n)),
             "the fit is on the raw numbers: fit the logarithms of both n and cost (a straight "
             "line on a log-log plot).": np.array(np.polyfit(ns, costs, 1)[0]),
             "only the cost is in log scale: take the logarithm of n too.":
@@ -163,8 +244,16 @@ def check_fit_slope(fn: Callable) -> str:
                 np.array(np.polyfit(log_n, log_c, 1)[1]),
             "the slope uses only the first and last points: a least-squares fit uses them all.":
                 np.array((log_c[-1] - log_c[0]) / (log_n[-1] - log_n[0])),
+            "the slope is the mean of the slopes between neighbouring points: a least-squares "
+            "fit uses all the points at once.": np.array(np.mean(
+                np.diff(log_c[order]) / np.diff(log_n[order]))) if len(set(ns.tolist())) == ns.size
+            else np.full(1, np.nan),
+            "the slope uses only the smallest and largest sizes: a least-squares fit uses all "
+            "the points.": np.array((log_c[order[-1]] - log_c[order[0]])
+                                    / (log_n[order[-1]] - log_n[order[0]])),
         }, rtol=1e-6, atol=1e-9)
-    return f"Right on {len(cases)} noisy power laws; any logarithm base gives the same slope."
+    return (f"Right on {len(cases)} noisy power laws, from lists and arrays, sizes unsorted and "
+            "repeated included; any logarithm base gives the same slope.")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -172,12 +261,16 @@ def check_fit_slope(fn: Callable) -> str:
 
 
 def _sinkhorn(logits: np.ndarray, steps: int, rows_first: bool = False,
-              exp: bool = True) -> np.ndarray:
+              exp: bool = True, exp_every_round: bool = False,
+              columns_only: bool = False) -> np.ndarray:
     p = ref.softmax(logits, axis=-1 if rows_first else -2) if exp else logits
     for step in range(steps):
-        if step or rows_first or not exp:
+        if step and exp_every_round:
+            p = ref.softmax(p, axis=-2)
+        elif step or rows_first or not exp:
             p = p / p.sum(axis=-1 if rows_first else -2, keepdims=True)
-        p = p / p.sum(axis=-2 if rows_first else -1, keepdims=True)
+        if not columns_only:
+            p = p / p.sum(axis=-2 if rows_first else -1, keepdims=True)
     return p
 
 
@@ -188,31 +281,64 @@ def check_sinkhorn(fn: Callable) -> str:
     rng = np.random.default_rng(24)
     cases = [((6, 4), 1, rng, 0.0), ((6, 4), 3, rng, 0.0), ((2, 5, 7), 2, rng, 0.0),
              ((2, 5, 7), 10, rng, 0.0), ((3, 6, 5), 4, fresh_rng(), 0.0),
-             ((2, 6, 5), 3, rng, 1000.0)]
+             ((2, 6, 5), 2, rng, "shift"), ((2, 6, 5), 3, rng, 1000.0)]
     for shape, steps, gen, spread in cases:
         logits = 2.0 * gen.normal(size=shape)
-        tolerances = {}
+        tolerances, not_finite = {}, None
         what = f"logits of shape {shape} and steps={steps}"
-        if spread:
+        if spread == "shift":
+            logits = logits + 800.0
+            what += " (every value near 800)"
+            tolerances = {"rtol": LARGE_RTOL, "atol": LARGE_ATOL}
+            not_finite = UNSTABLE.format(shift=800.0)
+        elif spread:
             logits = logits + gen.uniform(-spread, spread, size=(*shape[:-2], 1, shape[-1]))
             what += " (each memory unit's column offset by up to ±1000)"
             tolerances = {"rtol": LARGE_RTOL, "atol": LARGE_ATOL}
+            not_finite = GLOBAL_MAX
         got = to_array(call(fn, logits, steps, what=what), "plan", what)
         compare(got, _sinkhorn(logits, steps), "plan", what, {
             "the rounds start with the rows: each round first normalizes the columns (over the "
             "patches N), then the rows (over S), as the double normalization does.":
                 _sinkhorn(logits, steps, rows_first=True),
-            "one round whatever `steps` says.": _sinkhorn(logits, 1),
+            "one round whatever `steps` says.": _sinkhorn(logits, 1) if steps > 1
+            else np.full(1, np.nan),
             "one round too many.": _sinkhorn(logits, steps + 1),
             "the exponential is missing: Sinkhorn scales exp(logits), not the logits.":
                 _sinkhorn(logits, steps, exp=False),
-        }, **tolerances, not_finite=GLOBAL_MAX if spread else None)
+            "the exponential is taken again in every round (a softmax each time): it is taken "
+            "once, before the first round; the rounds only divide by sums.":
+                _sinkhorn(logits, steps, exp_every_round=True),
+            "the rows are never normalized: each round divides every column by its sum over N, "
+            "then every row by its sum over S.": _sinkhorn(logits, steps, columns_only=True),
+            "fixed axes: your axes are counted from the front (0 and 1), which works for one "
+            "(N, S) map but not with leading axes. Count from the end: N is -2, S is -1.":
+                _sinkhorn_front(logits, steps) if logits.ndim > 2 else np.full(1, np.nan),
+            "steps - 1 rounds (a range that starts at 1?): the loop runs `steps` times.":
+                _sinkhorn(logits, steps - 1) if steps > 1
+                else np.exp(logits - logits.max(axis=-2, keepdims=True)),
+        }, **tolerances, not_finite=not_finite, axes=("N", "S"))
     return f"Right on {len(cases)} random inputs, 1 to 10 rounds, large logits included."
 
 
-def _em_step(features, memory, e_axis=-1, normalize=True):
-    z = ref.softmax(features @ memory.T, axis=e_axis)  # (N, S)
-    if normalize:
+def _sinkhorn_front(logits: np.ndarray, steps: int) -> np.ndarray:
+    p = ref.softmax(logits, axis=0)
+    for step in range(steps):
+        if step:
+            p = p / p.sum(axis=0, keepdims=True)
+        p = p / p.sum(axis=1, keepdims=True)
+    return p
+
+
+def _em_step(features, memory, e_axis=-1, normalize=True, hard=False, distance=False):
+    logits = (-((features[:, None] - memory[None]) ** 2).sum(-1) if distance
+              else features @ memory.T)
+    z = ref.softmax(logits, axis=e_axis)  # (N, S)
+    if hard:
+        z = np.eye(memory.shape[0])[logits.argmax(axis=1)]
+    if normalize == "N":
+        z = z / features.shape[0]
+    elif normalize:
         z = z / z.sum(axis=0, keepdims=True)
     return z.T @ features
 
@@ -223,11 +349,23 @@ def check_em_step(fn: Callable) -> str:
     (a softmax over the S units of its similarity to them), then each unit moved to the
     responsibility-weighted mean of the features."""
     rng = np.random.default_rng(25)
-    cases = [((20, 4), 3, rng), ((20, 4), 3, rng), ((30, 6), 5, rng), ((16, 3), 4, fresh_rng())]
-    for (n, d), s, gen in cases:
+    cases = [((20, 4), 3, rng, False), ((20, 4), 3, rng, False), ((30, 6), 5, rng, False),
+             ((16, 3), 4, fresh_rng(), False), ((24, 5), 4, rng, True)]
+    for (n, d), s, gen, large in cases:
         features = gen.normal(size=(n, d))
         memory = gen.normal(size=(s, d))
         what = f"features of shape {(n, d)} and memory of shape {(s, d)}"
+        not_finite, tolerances = None, {}
+        if large:
+            # Feature 0 of each patch large, the same for every unit's similarity: the softmax
+            # over S cancels it, an exponential without each row's maximum overflows.
+            features[:, 0] = gen.uniform(-600.0, 900.0, size=n)
+            memory[:, 0] = 1.0
+            what += " (similarities offset by up to 900, one offset per patch)"
+            not_finite = ("the exponential of the similarities overflows or underflows: "
+                          "subtract each patch's largest similarity (over the S units) before "
+                          "it.")
+            tolerances = {"rtol": LARGE_RTOL, "atol": 1e-3}
         got = to_array(call(fn, features, memory, what=what), "memory", what)
         compare(got, _em_step(features, memory), "memory", what, {
             "the responsibilities are a softmax over the patches N; each patch shares itself "
@@ -236,5 +374,14 @@ def check_em_step(fn: Callable) -> str:
             "the new units are weighted sums, not weighted means: divide by each unit's total "
             "responsibility.": _em_step(features, memory, normalize=False),
             "the memory did not move: the update replaces it with the weighted means.": memory,
-        })
+            "hard assignments (each patch to its most similar unit, k-means' argmax): soft "
+            "k-means shares each patch by a softmax.": _em_step(features, memory, hard=True),
+            "the similarities are negative squared distances; the contract uses dot products.":
+                _em_step(features, memory, distance=True),
+            "the weighted sums are divided by the number of patches N; each unit's are divided "
+            "by its own total responsibility.": _em_step(features, memory, normalize="N"),
+            "the responsibilities (N, S) came back: return the updated memory (S, d), the "
+            "responsibility-weighted means of the features.":
+                ref.softmax(features @ memory.T, axis=-1),
+        }, not_finite=not_finite, **tolerances, axes=("S", "d"))
     return f"Right on {len(cases)} random features and memories."

@@ -7,6 +7,7 @@ to the next level the learner has not read yet.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from eanet_course.checks._core import hints_seen
@@ -184,6 +185,19 @@ HINTS: dict[str, tuple[str, str, str]] = {
         "`z = softmax(features @ memory.T, axis=-1)`; `z = z / z.sum(axis=0, keepdims=True)`; "
         "return `z.T @ features`.",
     ),
+    "double_normalization_backward": (
+        "Go backwards one step at a time, the l1 step first, then the softmax over N. Each step "
+        "divides by a sum of what it normalizes, so each gives two terms: the upstream passed "
+        "through, minus a correction from the sum in the denominator.",
+        "1. Forward again: P, the softmax over N (stable), the row sums of P over S, A. "
+        "2. The l1 step: dL/dP = (G - the row sum over S of G * A) / the row sum of P. "
+        "3. The softmax over N: dL/dZ = P * (dL/dP - the column sum over N of P * dL/dP). Keep "
+        "each summed axis, with length 1, so that it broadcasts back.",
+        "`e = np.exp(logits - logits.max(axis=-2, keepdims=True))`; `p = e / e.sum(axis=-2, "
+        "keepdims=True)`; `r = 1 / p.sum(axis=-1, keepdims=True)`; `d_p = r * (upstream - "
+        "(upstream * p * r).sum(axis=-1, keepdims=True))`; return `p * (d_p - (p * d_p)"
+        ".sum(axis=-2, keepdims=True))`.",
+    ),
 }
 
 #: Checker names whose exercise is named after the learner's function instead.
@@ -205,16 +219,35 @@ class Hint:
         return f"Hint {self.level}/3 for {self.exercise} ({LEVELS[self.level - 1]}): {self.text}"
 
     def _repr_markdown_(self) -> str:
-        more = (f" Next: `checks.hint({self.exercise!r}, {self.level + 1})`."
-                if self.level < 3 else "")
-        return (f"**Hint {self.level}/3 for `{self.exercise}` ({LEVELS[self.level - 1]}).** "
-                f"{self.text}{more}")
+        title = f"**Hint {self.level}/3 for `{self.exercise}` ({LEVELS[self.level - 1]}).**"
+        if self.level == 3:
+            return f"{title}\n\n```python\n{as_code(self.text)}\n```"
+        return f"{title} {self.text} Next: `checks.hint({self.exercise!r}, {self.level + 1})`."
+
+
+def as_code(text: str) -> str:
+    """A level-3 hint as lines of code: each `code span` on its own line, ``return`` kept with
+    the span it returns, and the words between spans as comments."""
+    lines = []
+    for prose, code in re.findall(r"([^`]*)`([^`]*)`", text):
+        words = prose.strip(" ;,.:\n")
+        if words.lower().endswith("return"):
+            code, words = f"return {code}", words[:-len("return")].strip(" ;,.:")
+        words = words.strip("()")
+        if words:
+            lines.append(f"# {words}")
+        lines.extend(part.strip() for part in code.split(":  ") if part.strip())
+    tail = text[text.rfind("`") + 1:].strip(" ;,.:()\n")
+    if tail:
+        lines.append(f"# {tail}")
+    return "\n".join(lines)
 
 
 def hint(exercise: str, level: int = 1) -> Hint:
     """Hint ``level`` (1: the idea, 2: the steps, 3: nearly the code) for the ★ Build task
     ``exercise`` (the name of the function or class the learner writes)."""
-    name = ALIASES.get(exercise, exercise.removeprefix("check_"))
+    name = (ALIASES.get(exercise, exercise.removeprefix("check_"))
+            if isinstance(exercise, str) else None)
     if name not in HINTS:
         raise ValueError(f"No hints for {exercise!r}; the exercises with hints are: "
                          f"{', '.join(sorted(HINTS))}.")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from eanet_course.checks._core import Mistake, call, checker, preview
+from eanet_course.checks._core import Mistake, call, checker, convert, fresh_rng, preview
 
 
 def _warmup_cosine(peak: float, total: int, warmup: int, steps: np.ndarray) -> np.ndarray:
@@ -42,6 +42,10 @@ def _schedule_variants(peak, total, warmup, steps) -> dict[str, np.ndarray]:
             s < warmup, s * peak / warmup, peak * np.clip((total - s) / (total - warmup), 0, 1)),
         "no decay: the rate stays at the peak after the warm-up.":
             np.where(s < warmup, s * peak / warmup, peak),
+        "the warm-up starts at the peak (initial_learning_rate=peak?): it rises from 0.":
+            np.where(s < warmup, peak, right),
+        "the decay runs up instead of down: the cosine starts at the peak after the warm-up "
+        "and falls to 0.": np.where(s < warmup, right, peak - right),
         "the schedule is off by one step: yours gives step s the rate of step s + 1.":
             _warmup_cosine(peak, total, warmup, steps + 1),
         "the warm-up is off by one step: yours reaches the peak one step early (step + 1).":
@@ -70,12 +74,27 @@ def check_learning_rate_schedule(fn: Callable) -> str:
             raise Mistake(f"Called with {what}, expected a keras.optimizers.schedules."
                           f"LearningRateSchedule (optimizers call it with the step number); "
                           f"your function returned {type(schedule).__name__}: "
-                          f"{schedule!r:.80}")
+                          f"{schedule!r:.80}\nLikely mistake: " + (
+                              "a plain function (or lambda) of the step; subclass "
+                              "keras.optimizers.schedules.LearningRateSchedule, or return a "
+                              "Keras schedule such as CosineDecay." if callable(schedule) else
+                              "a number where a schedule belongs: the rate must change with "
+                              "the step, so return a LearningRateSchedule."))
         steps = np.arange(total + 1)
         compiled = tf.function(lambda step: tf.cast(schedule(step), tf.float64))
+        # Every step in one compiled map (fast); where that fails, step by step, the way an
+        # optimizer asks, which gives the error its own message.
+        every = tf.function(lambda all_steps: tf.map_fn(
+            lambda step: tf.cast(schedule(step), tf.float64), all_steps,
+            fn_output_signature=tf.float64))
         try:
-            rates = np.array([float(call(compiled, tf.constant(s, tf.int64), what=what))
-                              for s in steps])
+            try:
+                rates = convert(lambda v: np.array(v, dtype=np.float64).reshape(steps.shape),
+                                call(every, tf.constant(steps, tf.int64), what=what), what,
+                                "rates")
+            except Mistake:
+                rates = np.array([float(call(compiled, tf.constant(s, tf.int64), what=what))
+                                  for s in steps])
         except Mistake as error:
             try:
                 call(schedule, 1, what=what)
@@ -83,12 +102,13 @@ def check_learning_rate_schedule(fn: Callable) -> str:
             except Mistake:
                 works_with_int = False
             if works_with_int:
-                last = [line for line in str(error).splitlines() if line.strip()][-1].strip()
-                raise Mistake(f"Called with {what}, your schedule works with a Python int step "
-                              "but fails when the optimizer asks: the step is then an int64 "
-                              "tensor inside a compiled tf.function. Cast it to a float before "
-                              "any arithmetic, and use tensor operations (keras.ops) on it, not "
-                              f"Python's math functions.\nThe error: {last}") from None
+                first = str(error).splitlines()[0]
+                raise Mistake(f"{first}\nYour schedule works with a Python int step but fails "
+                              "when the optimizer asks.\nLikely mistake: Python arithmetic, "
+                              "`math` functions or comparisons on the step, which is an int64 "
+                              "tensor inside a compiled tf.function: cast it to a float before "
+                              "any arithmetic, and use tensor operations (keras.ops) on it.") \
+                    from None
             raise
         expected = _warmup_cosine(peak, total, warmup, steps)
         atol = 1e-4 * peak
@@ -112,10 +132,25 @@ def check_learning_rate_schedule(fn: Callable) -> str:
                 lines.append(f"Likely mistake: {explanation}")
                 break
         else:
+            phase = "warm-up" if first < warmup else "cosine decay"
             if not np.all(np.isfinite(rates)) or np.any(rates < 0):
-                lines.append("Every learning rate must be a finite number >= 0.")
+                cause = ("a rate that is NaN, inf or negative: every learning rate is a finite "
+                         "number >= 0 (a division by 0, or a cosine past total_steps?).")
             elif np.max(rates) > peak * (1 + 1e-3):
-                lines.append(f"The rate goes above the peak ({np.max(rates):.2e}).")
+                cause = (f"the rate goes above the peak ({np.max(rates):.2e} at step "
+                         f"{int(np.argmax(rates))}): check the {phase}'s formula.")
+            elif wrong.size and wrong.min() >= warmup:
+                cause = ("the warm-up is right, the cosine decay is not (from step "
+                         f"{first}): check its phase (s - warmup_steps) and its length "
+                         "(total_steps - warmup_steps).")
+            elif wrong.size and wrong.max() < warmup:
+                cause = (f"the decay is right, the warm-up is not (steps {first} to "
+                         f"{int(wrong.max())}): it rises linearly from 0 at step 0 to the peak "
+                         "at warmup_steps.")
+            else:
+                cause = (f"the rate differs in both phases, first in the {phase} at step "
+                         f"{first}: compare each phase's formula with the contract.")
+            lines.append(f"Likely mistake: {cause}")
         raise Mistake("\n".join(lines))
     return (f"Every step matches warm-up plus cosine on {len(cases)} step budgets, the step "
             "asked as a tensor inside tf.function.")
@@ -125,14 +160,22 @@ def check_learning_rate_schedule(fn: Callable) -> str:
 # 07 a training step with GradientTape
 
 
-def _tiny_model(seed: int):
-    """A small classifier with BatchNormalization, weights fixed by ``seed``."""
+def _tiny_model(seed: int, log: list):
+    """A small classifier with BatchNormalization, weights fixed by ``seed``; a probe layer
+    appends ``(training, a tape is recording)`` to ``log`` each time the model runs."""
     import keras
+    from tensorflow.python.eager import record
+
+    class Probe(keras.layers.Layer):
+        def call(self, x, training=None):
+            log.append((bool(training), record.could_possibly_record()))
+            return x
 
     model = keras.Sequential([
         keras.Input((6,)),
         keras.layers.Dense(8),
         keras.layers.BatchNormalization(),
+        Probe(),
         keras.layers.Activation("relu"),
         keras.layers.Dense(3, activation="softmax"),
     ])
@@ -141,6 +184,23 @@ def _tiny_model(seed: int):
                        or w.ndim > 1 else np.abs(rng.normal(size=w.shape)).astype("float32")
                        for i, w in enumerate(model.get_weights())])
     return model
+
+
+def _loss(log: list):
+    """A fresh CategoricalCrossentropy that appends ``(first argument is the labels, a tape is
+    recording)`` to ``log`` at each call (one per run: nothing shared with the reference)."""
+    import keras
+    from tensorflow.python.eager import record
+
+    class Loss(keras.losses.CategoricalCrossentropy):
+        def __call__(self, y_true, y_pred, sample_weight=None):
+            width = getattr(y_true, "shape", (None,))[-1]
+            labels_first = bool(np.all(np.isin(np.asarray(y_true), (0.0, 1.0)))) \
+                if width == 3 and not hasattr(y_true, "graph") else None
+            log.append((labels_first, record.could_possibly_record()))
+            return super().__call__(y_true, y_pred, sample_weight)
+
+    return Loss()
 
 
 def _reference_step(model, optimizer, loss_fn, x, y, *, training=True, swap=False, sign=1.0,
@@ -157,14 +217,25 @@ def _reference_step(model, optimizer, loss_fn, x, y, *, training=True, swap=Fals
 
 
 STEP_VARIANTS = {
-    "the model runs in inference mode: call it with training=True inside the tape "
-    "(BatchNormalization and Dropout behave differently when training).": {"training": False},
     "the loss's arguments are swapped: Keras losses take (y_true, y_pred).": {"swap": True},
     "the weights move up the gradient: the optimizer subtracts the gradient itself; do not "
     "negate it.": {"sign": -1.0},
-    "the weights did not change: the gradients are never applied to the model's trainable "
-    "variables.": {"apply": False},
 }
+
+
+def _scalar(loss, what: str) -> float:
+    if loss is None:
+        raise Mistake(f"Called with {what}, your step returned None.\nLikely mistake: the "
+                      "`return loss` is missing.")
+    try:
+        value = np.asarray(loss.numpy() if hasattr(loss, "numpy") else loss, dtype=np.float64)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or value.size != 1:
+        raise Mistake(f"Called with {what}, your step returned {type(loss).__name__}: "
+                      f"{loss!r:.80}.\nLikely mistake: something other than the loss is "
+                      "returned (the gradients, the predictions?); return the loss, a scalar.")
+    return float(value.reshape(()))
 
 
 @checker("train_step", limit_factor=3.0)
@@ -172,53 +243,103 @@ def check_train_step(fn: Callable) -> str:
     """Check ``fn(model, optimizer, loss_fn, images, labels) -> loss``: one optimization step.
 
     The learner's step and the reference step run on two copies of the same small model with
-    BatchNormalization and plain SGD; after two steps on different batches, the trainable
-    weights, BatchNormalization's moving statistics and the returned losses must agree.
+    BatchNormalization and SGD with momentum, each with its own loss and optimizer; after two
+    steps on different batches, the trainable weights, BatchNormalization's moving statistics,
+    the optimizer's step count and the returned losses must agree. A probe inside the model and
+    the loss records how they were called (in training mode? inside the tape?), which names the
+    mistake.
     """
     import keras
 
-    rng = np.random.default_rng(13)
+    rng = fresh_rng()
     batches = [(rng.normal(size=(16, 6)).astype("float32"),
                 np.eye(3, dtype="float32")[rng.integers(0, 3, size=16)]) for _ in range(2)]
-    loss_fn = keras.losses.CategoricalCrossentropy()
 
     def run(step):
-        model, optimizer = _tiny_model(5), keras.optimizers.SGD(learning_rate=0.5)
-        losses = [step(model, optimizer, loss_fn, x, y) for x, y in batches]
-        return model, losses
+        model_log, loss_log = [], []
+        model = _tiny_model(5, model_log)
+        optimizer = keras.optimizers.SGD(learning_rate=0.5, momentum=0.5)
+        losses = [step(model, optimizer, _loss(loss_log), x.copy(), y.copy()) for x, y in batches]
+        return model, optimizer, losses, model_log, loss_log
 
-    what = "a small Dense/BatchNormalization classifier, SGD(0.5) and two batches of 16"
-    mine, losses = run(lambda *args: call(fn, *args, what=what))
-    expected, expected_losses = run(_reference_step)
-    for i, loss in enumerate(losses):
-        if loss is None:
-            raise Mistake(f"Called with {what}, your step returned None; return the loss.")
-        try:
-            losses[i] = float(np.asarray(loss.numpy() if hasattr(loss, "numpy") else loss))
-        except (TypeError, ValueError):
-            raise Mistake(f"Called with {what}, your step returned {type(loss).__name__}: "
-                          f"{loss!r:.80}; return the loss, a scalar.") from None
+    what = ("a small Dense/BatchNormalization classifier, SGD(0.5, momentum=0.5) and two "
+            "batches of 16")
+
+    def learner(*args):
+        return call(fn, *args, what=what)
+
+    try:
+        mine, optimizer, losses, model_log, loss_log = run(learner)
+    except Mistake as error:
+        if "No gradients provided" not in str(error) and "None values not supported" not in \
+                str(error) and "NoneType" not in str(error):
+            raise
+        raise Mistake(f"{str(error).splitlines()[0]}\nThe tape found no path from the "
+                      "weights to the loss.\nLikely mistake: the forward pass (model(images, "
+                      "training=True)) or the loss runs outside the `with tf.GradientTape()` "
+                      "block, or the loss leaves TensorFlow (.numpy(), float(), np.*) before "
+                      "tape.gradient.") from None
+    losses = [convert(lambda v: _scalar(v, what), loss, what, "loss") for loss in losses]
+    expected, _, expected_losses, _, _ = run(_reference_step)
     got = [w.numpy() for w in mine.weights]
     want = [w.numpy() for w in expected.weights]
 
     def same(a, b):
         return all(np.allclose(u, v, rtol=1e-4, atol=1e-5) for u, v in zip(a, b))
 
-    if same(got, want) and np.allclose(losses, expected_losses, rtol=1e-4, atol=1e-5):
-        return ("Weights, BatchNormalization statistics and losses match the reference after "
-                "two steps.")
+    start = [w.numpy() for w in _tiny_model(5, []).trainable_weights]
+    right_weights = same(got, want)
+    if right_weights and int(optimizer.iterations.numpy()) == 2 and np.allclose(
+            losses, expected_losses, rtol=1e-4, atol=1e-5):
+        return ("Weights, BatchNormalization statistics, the optimizer's steps and losses match "
+                "the reference after two steps.")
+    diagnosis = _diagnose_step([w.numpy() for w in mine.trainable_weights], start, optimizer,
+                               model_log, loss_log, same)
+    if diagnosis:
+        raise Mistake(f"Called with {what}, your step is not one optimization step.\n"
+                      f"Likely mistake: {diagnosis}")
     for explanation, change in STEP_VARIANTS.items():
-        variant, _ = run(lambda *args, change=change: _reference_step(*args, **change))
+        variant = run(lambda *args, change=change: _reference_step(*args, **change))[0]
         if same(got, [w.numpy() for w in variant.weights]):
             raise Mistake(f"Called with {what}, your step is a classic wrong answer.\n"
                           f"Likely mistake: {explanation}")
-    if same(got, want):
+    if right_weights:
         raise Mistake(f"Called with {what}, the weights are right but the returned losses are "
                       f"{np.round(losses, 5).tolist()} instead of "
-                      f"{np.round(expected_losses, 5).tolist()}: return the loss computed on the "
-                      "batch before the update, as a scalar.")
+                      f"{np.round(expected_losses, 5).tolist()}.\nLikely mistake: the loss "
+                      "returned is not the batch's loss before the update (computed again "
+                      "after it, or on another batch?).")
     names = [w.path for w in mine.weights]
     worst = int(np.argmax([np.max(np.abs(a - b)) for a, b in zip(got, want)]))
     raise Mistake(f"Called with {what}, after two steps your weights differ from the "
                   f"reference's; the most in {names[worst]}: expected starting "
-                  f"{preview(want[worst])}, got {preview(got[worst])}.")
+                  f"{preview(want[worst])}, got {preview(got[worst])}.\nLikely mistake: the "
+                  "update is not the optimizer's step on the gradient of loss_fn(labels, "
+                  "model(images, training=True)) (a different loss, gradient or scale?).")
+
+
+def _diagnose_step(got, start, optimizer, model_log, loss_log, same) -> str | None:
+    """The mistake that the probes and the optimizer's step count show, or None."""
+    steps = int(optimizer.iterations.numpy())
+    if same(got, start):
+        return ("the weights did not change: the gradients are never applied to the model's "
+                "trainable variables (optimizer.apply_gradients).")
+    if steps == 0:
+        return ("the weights changed, but the optimizer you were given never ran (its step "
+                "count is 0): update through it, optimizer.apply_gradients(zip(grads, "
+                "model.trainable_variables)), not by hand (assign_sub) or with a new "
+                "optimizer.")
+    if steps != 2:
+        return (f"the optimizer ran {steps} times in two calls: one step per call, one "
+                "apply_gradients.")
+    if not model_log:
+        return "the model is never called on the images inside your step."
+    if not any(training for training, _ in model_log):
+        return ("the model runs in inference mode: call it with training=True inside the tape "
+                "(BatchNormalization and Dropout behave differently when training).")
+    if any(labels_first is False for labels_first, _ in loss_log):
+        return "the loss's arguments are swapped: Keras losses take (y_true, y_pred)."
+    if not loss_log:
+        return ("the loss is not computed with the loss_fn you were given: call "
+                "loss_fn(labels, predictions).")
+    return None
