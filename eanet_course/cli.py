@@ -1,8 +1,10 @@
 """``python -m eanet_course {train,bench,exercises,doctor,ablation}``: the course from a terminal.
 
-Each command imports what it needs when it runs, so ``--help`` answers at once. Errors the
-package raises on purpose (bad values, missing files, no network) print one ``error:`` line
-and exit with status 1; bad arguments print argparse's usage and one line, status 2.
+Each command imports what it needs when it runs, so ``--help`` answers at once. Every error a
+user can cause (bad arguments, bad values, missing or damaged files, a full disk, no network)
+prints one ``error:`` line naming the file and the fix, and exits with status 2; bad arguments
+print argparse's usage too. Arguments and the environment are checked before anything is
+written.
 """
 
 from __future__ import annotations
@@ -29,6 +31,18 @@ def _positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    """A seed NumPy and TensorFlow accept: an integer in ``0 .. 2**32 - 1``."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 4294967295 (2**32 - 1), "
+                                         f"got {text!r}")
     return value
 
 
@@ -78,6 +92,9 @@ def _bench(args: argparse.Namespace) -> int:
     if args.profile is not None and args.what != "epoch":
         raise ValueError("--profile picks the model whose epoch is timed: use it with "
                          "`bench epoch`.")
+    if args.overwrite and args.what != "limits":
+        raise ValueError("--overwrite replaces the results of `bench limits`: use it with "
+                         "`bench limits`.")
     if args.what == "epoch":
         return _bench_epoch(args)
     options = {"trace_dir": args.trace} if args.trace is not None else {}
@@ -88,7 +105,8 @@ def _bench(args: argparse.Namespace) -> int:
     elif args.what == "limits":
         from eanet_course.bench.limits import run
 
-        options.update(shard=args.shard, train=not args.gather, save=args.save, ship=args.ship)
+        options.update(shard=args.shard, train=not args.gather, save=args.save, ship=args.ship,
+                       overwrite=args.overwrite)
     else:
         from eanet_course.bench.training import run
     run(quick=args.quick, out_dir=args.out_dir, **options)
@@ -146,36 +164,76 @@ def _version(dist: str) -> str | None:
         return None
 
 
+_DOCTOR_PACKAGES = ("tensorflow", "keras", "numpy", "scikit-learn", "matplotlib", "tensorboard",
+                    "ipywidgets", "jupyterlab", "jupyterlab_widgets")
+
+
+def _environment_problems() -> list[str]:
+    """What is wrong with ``EANET_PROFILE``, ``EANET_DATASET`` and ``EANET_HOME``, in words."""
+    from eanet_course.config import get_profile
+
+    problems = []
+    for name, allowed in (("EANET_PROFILE", PROFILES), ("EANET_DATASET", DATASETS)):
+        value = os.environ.get(name)
+        if value and value not in allowed:
+            problems.append(f"{name}={value!r} is not one of {sorted(allowed)}: set one of "
+                            f"them, or unset {name}")
+    if not problems:
+        try:
+            get_profile()
+        except ValueError as e:
+            problems.append(f"EANET_PROFILE with EANET_DATASET gives no valid config ({e})")
+    home = os.environ.get("EANET_HOME")
+    if home:
+        path = os.path.expanduser(home)
+        if os.path.exists(path) and not (os.path.isdir(path) and os.access(path, os.W_OK)):
+            problems.append(f"EANET_HOME={home!r} is not a folder you can write to: point it at "
+                            "one, or unset it (default ~/.cache/eanet-course)")
+    return problems
+
+
 def _doctor(args: argparse.Namespace) -> int:
-    import tensorflow as tf
-
-    from eanet_course.data import cifar100_cache_path
-    from eanet_course.paths import eanet_home
-
-    fixes = []
+    problems = _environment_problems()
+    advice = []
     print(f"Python      {platform.python_version()} ({sys.executable})")
-    for dist in ("tensorflow", "keras", "numpy", "scikit-learn", "matplotlib", "tensorboard",
-                 "ipywidgets", "jupyterlab", "jupyterlab_widgets"):
+    for dist in _DOCTOR_PACKAGES:
         version = _version(dist)
         print(f"{dist:<19} {version or 'missing'}")
         if version is None:
-            fixes.append(f"install {dist}: `make setup` (or pip install -e '.[dev]')")
+            problems.append(f"install {dist}: pip install -e . in the course folder")
+    import tensorflow as tf
+
     gpus = tf.config.list_physical_devices("GPU")
     print(f"GPU         {', '.join(g.name for g in gpus) if gpus else 'none (CPU only)'}")
     if not gpus:
         print("            the ci and laptop profiles run fine on a CPU; paper wants a GPU")
-    print(f"EANET_HOME  {eanet_home()}")
-    cached = cifar100_cache_path()
-    print(f"CIFAR-100   {'cached at ' + str(cached) if cached.exists() else 'not cached'}")
-    if not cached.exists():
-        fixes.append(f"for CIFAR-100 offline, copy cifar-100-python.tar.gz to {cached}; "
-                     "or use EANET_DATASET=digits (or --profile ci)")
     profile = os.environ.get("EANET_PROFILE") or "laptop (default)"
     print(f"Profile     {profile}; EANET_DATASET={os.environ.get('EANET_DATASET') or 'unset'}")
-    print("\nWhat to fix:" if fixes else "\nNothing to fix.")
-    for fix in fixes:
-        print(f"- {fix}")
-    return 0
+    if not any(p.startswith("EANET_HOME") for p in problems):
+        from eanet_course.data import cifar100_cache_path
+        from eanet_course.paths import eanet_home
+
+        print(f"EANET_HOME  {eanet_home()}")
+        cached = cifar100_cache_path()
+        print(f"CIFAR-100   {'cached at ' + str(cached) if cached.is_file() else 'not cached'}")
+        if not cached.is_file():
+            advice.append(f"for CIFAR-100 offline, copy cifar-100-python.tar.gz to {cached}; "
+                          "or use EANET_DATASET=digits (or --profile ci)")
+    print(f"\nChecked: the Python version; that {len(_DOCTOR_PACKAGES)} packages are installed "
+          "(versions above); which GPUs TensorFlow sees; that EANET_PROFILE and EANET_DATASET, "
+          "when set, name a profile and a data set; that EANET_HOME is a folder you can write "
+          "to; whether CIFAR-100 is cached.")
+    if problems:
+        print("\nWhat to fix (the course cannot run as it is):")
+    for problem in problems:
+        print(f"- {problem}")
+    if advice:
+        print("\nWorth knowing:")
+    elif not problems:
+        print("\nNothing to fix.")
+    for line in advice:
+        print(f"- {line}")
+    return 2 if problems else 0
 
 
 # -- ablation (the 2x2 clipping x weight-decay ablation, notebook 07) -------------------------
@@ -216,7 +274,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", choices=sorted(DATASETS), help="override the data set")
     train.add_argument("--epochs", type=_positive_int, help="override the number of epochs")
     train.add_argument("--logdir", help="run folder (default: under $EANET_HOME/runs)")
-    train.add_argument("--seed", type=int, help="override the seed")
+    train.add_argument("--seed", type=_seed, help="override the seed (0 .. 2**32 - 1)")
     train.add_argument("--precision", choices=PRECISIONS,
                        help="float32 (default), or mixed_bfloat16: bfloat16 arithmetic on "
                             "float32 weights, the classifier in float32 (an option: measure it "
@@ -253,6 +311,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--ship", action="store_true",
                        help="limits: write the record into the package (maintainers, in a "
                             "checkout)")
+    bench.add_argument("--overwrite", action="store_true",
+                       help="limits: replace a limits.json of another plan in --out (without "
+                            "it, that is refused before anything is trained)")
     bench.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/K",
                        help="limits: train only every K-th training from I (0-based), to split "
                             "the map between K processes or machines")
@@ -279,11 +340,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The errors a user can cause: the package's ``ValueError`` and ``OSError``, and
+    TensorFlow's ``OpError`` (a full disk under the TensorBoard writer) if it was imported."""
+    tf = sys.modules.get("tensorflow")
+    op_error = getattr(getattr(tf, "errors", None), "OpError", None)
+    return (ValueError, OSError, *([op_error] if op_error else []))
+
+
+def _one_line(error: BaseException) -> str:
+    if hasattr(error, "message") and hasattr(error, "error_code"):  # a TensorFlow OpError
+        fix = ("free disk space" if "space left" in error.message.lower() else
+               "fix what it names (a file, a folder, the memory)")
+        return (f"TensorFlow stopped ({type(error).__name__}: {error.message}); {fix}, then run "
+                "the same command again: a training resumes from its last finished epoch.")
+    return str(error)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status (2 for an error the user can fix)."""
     args = _parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, OSError) as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 1
+    except _user_errors() as e:
+        print(f"error: {' '.join(_one_line(e).split())}", file=sys.stderr)
+        return 2

@@ -209,18 +209,36 @@ class _CifarUnpickler(pickle.Unpickler):
     globals that rebuild them (``numpy.core`` before NumPy 2, ``numpy._core`` after;
     ``_codecs.encode`` is how Python 3 writes ``bytes`` at protocol 2) are replaced by stand-ins
     that accept only CIFAR's own arguments; anything else a pickle asks for, such as
-    ``os.system``, is refused before it runs.
+    ``os.system``, is refused before it runs. The bytes the calls produce are counted against
+    the file's own size (:attr:`budget`).
     """
 
     ALLOWED = {
-        ("_codecs", "encode"): _latin1,
         ("numpy", "ndarray"): _NDARRAY,
         ("numpy", "dtype"): _uint8,
         ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
         ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
     }
 
+    def __init__(self, raw: bytes) -> None:
+        super().__init__(io.BytesIO(raw), encoding="bytes")
+        self.size = len(raw)
+        #: The bytes that ``_codecs.encode`` calls may still produce. A real file's calls never
+        #: produce more than the file holds (each encodes a string stored in it, once), so a
+        #: pickle that encodes a stored string again and again is refused before it allocates.
+        self.budget = len(raw)
+
+    def _encode(self, text, encoding):
+        if isinstance(text, str):
+            if len(text) > self.budget:  # latin-1: one byte per character
+                raise _Hostile(f"its pickle's calls would produce more bytes than the file "
+                               f"holds ({self.size:,})")
+            self.budget -= len(text)
+        return _latin1(text, encoding)
+
     def find_class(self, module: str, name: str):
+        if (module, name) == ("_codecs", "encode"):
+            return self._encode
         if (module, name) in self.ALLOWED:
             return self.ALLOWED[module, name]
         raise _UnsafePickle(f"{module}.{name}")
@@ -246,7 +264,7 @@ def _parse_batch(raw: bytes, label_mode: str) -> tuple[np.ndarray, np.ndarray]:
     row-major; the planes are moved last (HWC), as ``keras.datasets.cifar100`` does.
     """
     _prescan_pickle(raw)
-    batch = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    batch = _CifarUnpickler(raw).load()
     if not isinstance(batch, dict) or not isinstance(batch.get(b"data"), _ArrayState):
         raise _Hostile("it is not a dict holding a 'data' array")
     data = batch[b"data"].array()
@@ -326,9 +344,18 @@ def cifar100_cache_path() -> Path:
     return eanet_home() / "data" / "cifar-100-python.tar.gz"
 
 
-def _sha256(path: Path) -> str:
+#: The most bytes of a cached ``cifar-100-python.tar.gz`` (the real one: 169,001,437).
+ARCHIVE_LIMIT = 200_000_000
+
+
+def _sha256(path: Path, fix: str) -> str:
+    """The SHA-256 of the regular file ``path`` of at most :data:`ARCHIVE_LIMIT` bytes."""
     digest = hashlib.sha256()
-    with path.open("rb") as f:
+    with open_regular(path, "the cached CIFAR-100 archive", fix) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > ARCHIVE_LIMIT:
+            raise FileRefused(f"{path} holds {size:,} bytes, more than the CIFAR-100 archive "
+                              f"({ARCHIVE_LIMIT:,}); {fix}")
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -339,13 +366,18 @@ def _download_cifar100() -> Path:
 
     The download goes to a temporary folder beside the cache and is moved into place only once
     its SHA-256 matches, so the cache never holds a partial or corrupt archive; a cached file
-    that fails the check is removed and fetched again.
+    that fails the check is removed (every message after that says so) and fetched again. A
+    cached pipe, device or oversized file is refused unread.
     """
     target = cifar100_cache_path()
+    removed = ""
     if target.exists():
-        if _sha256(target) == CIFAR100_SHA256:
+        found = _sha256(target, f"delete {target}; the course then downloads it again.")
+        if found == CIFAR100_SHA256:
             return target
         target.unlink()
+        removed = (f"; the cached {target} had the SHA-256 {found[:12]}..., not CIFAR-100's "
+                   f"{CIFAR100_SHA256[:12]}..., and was removed")
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(dir=target.parent, prefix=".download-"))
     try:
@@ -354,14 +386,14 @@ def _download_cifar100() -> Path:
             cache_dir=str(partial), cache_subdir=".")
         os.replace(downloaded, target)
     except ValueError as e:  # downloaded, but the hash does not match
-        raise ValueError(f"The downloaded CIFAR-100 archive was corrupt and was removed ({e}); "
-                         "run again to download it anew.") from e
+        raise ValueError(f"The downloaded CIFAR-100 archive was corrupt and was removed "
+                         f"({e}{removed}); run again to download it anew.") from e
     except Exception as e:  # get_file raises a bare Exception when the URL cannot be fetched
         raise ConnectionError(
-            f"CIFAR-100 is not cached ({target}) and could not be downloaded ({e}). To go on "
-            "offline: pass path= to a downloaded cifar-100-python.tar.gz (or its extracted "
-            f"folder), copy that file to {target}, or set EANET_DATASET=digits to use the "
-            "offline digits set."
+            f"CIFAR-100 is not cached ({target}{removed}) and could not be downloaded ({e}). "
+            "To go on offline: pass path= to a downloaded cifar-100-python.tar.gz (or its "
+            f"extracted folder), copy that file to {target}, or set EANET_DATASET=digits to use "
+            "the offline digits set."
         ) from e
     finally:
         shutil.rmtree(partial, ignore_errors=True)

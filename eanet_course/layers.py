@@ -72,10 +72,13 @@ class PatchExtract(layers.Layer):
         self.built = True
 
     def call(self, images):
-        batch = ops.shape(images)[0]
-        patches = ops.image.extract_patches(images, self.patch_size, padding="valid",
+        batch, height, width, channels = ops.shape(images)
+        p = self.patch_size
+        patches = ops.image.extract_patches(images, p, padding="valid",
                                             data_format="channels_last")
-        return ops.reshape(patches, (batch, -1, patches.shape[-1]))
+        # The sizes come from the input, not from ``patches``: an empty batch (B = 0) comes
+        # back from extract_patches unchanged, (0, H, W, C), and still reshapes to (0, N, P*P*C).
+        return ops.reshape(patches, (batch, (height // p) * (width // p), p * p * channels))
 
     def compute_output_shape(self, input_shape):
         b, h, w, c = input_shape

@@ -69,12 +69,14 @@ def test_port_arm_clips_in_training_only(finished):
     assert keras.ops.convert_to_numpy(augment(x, training=False)).min() < 0
 
 
-def test_a_finished_run_of_another_length_is_refused(tmp_path, capsys):
-    arm = ablation.arms(get_profile("ci"))[0]
-    (tmp_path / arm.name).mkdir()
-    (tmp_path / arm.name / "result.json").write_text(json.dumps({"epochs": 3}))
-    assert main(["ablation", "--profile", "ci", "--epochs", "1", "--out", str(tmp_path)]) == 1
-    assert "pass another --out folder" in capsys.readouterr().err
+def test_a_finished_run_of_another_length_is_refused(finished, capsys):
+    tmp_path, _ = finished
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*.json")}
+    assert main(["ablation", "--profile", "ci", "--epochs", "2", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds a finished run of 1 epochs, not 2" in err
+    assert "pass another --out folder" in err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*.json")} == before
 
 
 def test_help(capsys):

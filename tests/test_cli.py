@@ -47,7 +47,7 @@ def test_bench_writes_where_it_is_told(flag, monkeypatch, tmp_path):
 
 def test_package_errors_print_one_line_without_traceback(monkeypatch, capsys):
     monkeypatch.setenv("EANET_DATASET", "imagenet")
-    assert main(["train", "--profile", "ci"]) == 1
+    assert main(["train", "--profile", "ci"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and "imagenet" in err
 
@@ -62,13 +62,15 @@ def test_train_ci_as_a_new_user(tmp_path, capsys):
     assert f"{saved['test']['accuracy']:.4f}" in out
 
 
-def test_doctor_reports_and_says_what_to_fix(capsys):
+def test_doctor_reports_and_says_what_it_checked(capsys):
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
     for needle in ("tensorflow", "keras", "numpy", "GPU", "EANET_HOME", "ipywidgets",
-                   "jupyterlab_widgets", "CIFAR-100   not cached", "What to fix:",
-                   "EANET_DATASET=digits"):
+                   "jupyterlab_widgets", "CIFAR-100   not cached", "Worth knowing:",
+                   "EANET_DATASET=digits", "Checked: the Python version; that 9 packages are "
+                   "installed", "whether CIFAR-100 is cached"):
         assert needle in out, needle
+    assert "What to fix" not in out
 
 
 def test_module_entry_point_runs():

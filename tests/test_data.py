@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import urllib.error
 
@@ -111,7 +112,22 @@ def test_cifar_offline_says_how_to_go_on_and_leaves_nothing(fake_network):
         data.load_cifar100()
     assert calls == [data.CIFAR100_URL]
     assert "path=" in str(error.value) and "EANET_DATASET=digits" in str(error.value)
+    # The message says why the cached copy is gone: its checksum.
+    assert f"the cached {cached} had the SHA-256 " in str(error.value)
+    assert f"not CIFAR-100's {data.CIFAR100_SHA256[:12]}..., and was removed" in str(error.value)
     assert list(cached.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("make", [os.mkfifo, lambda path: path.symlink_to("/dev/zero")],
+                         ids=["a named pipe", "a link to /dev/zero"])
+def test_a_cached_archive_that_is_no_file_is_refused_unread(fake_network, make):
+    calls = fake_network(lambda target: pytest.fail("downloaded"))
+    cached = data.cifar100_cache_path()
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    make(cached)
+    with pytest.raises(ValueError, match=f"{cached} is not a regular file.*delete {cached}"):
+        data.load_cifar100()
+    assert calls == [] and os.path.lexists(cached)
 
 
 def test_cifar_corrupt_download_is_removed(fake_network):
@@ -124,7 +140,7 @@ def test_cifar_corrupt_download_is_removed(fake_network):
 def test_cifar_download_is_moved_into_the_cache_only_when_whole(fake_network, tmp_path,
                                                                   monkeypatch):
     archive, splits = write_cifar(tmp_path)
-    monkeypatch.setattr(data, "CIFAR100_SHA256", data._sha256(archive))
+    monkeypatch.setattr(data, "CIFAR100_SHA256", data._sha256(archive, fix=""))
     cached = data.cifar100_cache_path()
 
     def download(target):

@@ -124,6 +124,11 @@ CIFAR_CASES = {
             _numpy_reconstruct(), (np.ndarray, (0,), b"b"),
             (1, (10**6, 3072), np.dtype("u1"), False, b"x" * 100))))(root),
         r"array state \(shape \(1000000, 3072\), bytes of 100 bytes\)"),
+    "pickle: one 1 MB string encoded 100 times (100 MB)": (
+        _in_archive(b"\x80\x02X" + (1 << 20).to_bytes(4, "little") + b"a" * (1 << 20)
+                    + b"q\x00" + b"c_codecs\nencode\nh\x00X\x06\x00\x00\x00latin1\x86R0" * 100
+                    + b"N."),
+        r"its pickle's calls would produce more bytes than the file holds \(1,051,787\)"),
     "labels: a fine label of 100": (
         _in_archive(batch_with(fine_labels=[100, 0, 1, 2])),
         r"fine_labels run from 0 to 100, outside 0 \.\. 99"),

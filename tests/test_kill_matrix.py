@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import pytest
 
-from eanet_course import training
+from eanet_course import runs, training
 from eanet_course.config import get_profile
 from eanet_course.data import make_datasets
 from eanet_course.models import build_eanet
@@ -37,7 +37,7 @@ KILLED_RUN = textwrap.dedent("""
     import os, signal, sys, time
     from pathlib import Path
     import keras
-    from eanet_course import training
+    from eanet_course import runs, training
     from eanet_course.config import get_profile
 
     run, point = Path(sys.argv[1]), sys.argv[2]
@@ -72,14 +72,14 @@ KILLED_RUN = textwrap.dedent("""
                 die()
 
     if point == "row-then-backup":
-        save_backup = training._Backup.on_epoch_end
+        save_backup = runs.Backup.on_epoch_end
 
         def on_epoch_end(self, epoch, logs=None):
             if epoch == 1:
                 die()
             save_backup(self, epoch, logs)
 
-        training._Backup.on_epoch_end = on_epoch_end
+        runs.Backup.on_epoch_end = on_epoch_end
     if point == "checkpoint-write":
         save, calls = keras.Model.save, []
 
@@ -232,7 +232,7 @@ def test_a_full_disk_while_writing_a_checkpoint(tmp_path, validation, monkeypatc
 
 def test_a_full_disk_while_writing_a_history_row(tmp_path, validation, monkeypatch):
     run = tmp_path / "run"
-    write_row = training._SyncedCSVLogger.on_epoch_end
+    write_row = runs._SyncedCSVLogger.on_epoch_end
 
     def write_row_on_a_full_disk(self, epoch, logs=None):
         write_row(self, epoch, logs)
@@ -240,7 +240,7 @@ def test_a_full_disk_while_writing_a_history_row(tmp_path, validation, monkeypat
             self.csv_file.close()
             _full_disk(self.filename, os.path.getsize(self.filename) - 20)
 
-    monkeypatch.setattr(training._SyncedCSVLogger, "on_epoch_end", write_row_on_a_full_disk)
+    monkeypatch.setattr(runs._SyncedCSVLogger, "on_epoch_end", write_row_on_a_full_disk)
     with pytest.raises(OSError, match="No space left"):
         training.train(TINY, logdir=run, verbose=0)
     monkeypatch.undo()

@@ -60,6 +60,13 @@ def test_patch_extract_first_patch_is_top_left_corner():
     np.testing.assert_array_equal(out[0, 1], [2, 3, 6, 7])
 
 
+@pytest.mark.parametrize(("shape", "expected"), [((0, 8, 8, 1), (0, 16, 4)),
+                                                 ((0, 32, 32, 3), (0, 64, 48))])
+def test_patch_extract_of_an_empty_batch_has_the_patch_shape(shape, expected):
+    assert tuple(PatchExtract(2 if shape[1] == 8 else 4)(np.zeros(shape, "float32")).shape) \
+        == expected
+
+
 def test_patch_embedding_adds_learned_positions():
     layer = PatchEmbedding(num_patches=6, embed_dim=8)
     out = layer(np.zeros((2, 6, 5), "float32"))

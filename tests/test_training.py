@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import stat
 
 import filelock
 import keras
 import pytest
 
-from eanet_course import training
+from eanet_course import runs, training
 from eanet_course.config import get_profile
 from eanet_course.data import make_datasets
 
@@ -39,6 +40,9 @@ def test_train_end_to_end(tmp_path):
     assert sorted(p.name for p in (run / "backup").iterdir()) == [
         "epoch-0001.weights.h5", "epoch-0002.weights.h5"]
     assert not (run / ".partial-best.keras").exists()  # every checkpoint was moved into place
+    # Every file has the same mode (atomic writes too: mkstemp's 0600 is not kept).
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in run.rglob("*") if p.is_file()}
+    assert len(set(modes.values())) == 1, modes
     assert len(result.history["loss"]) == 2 and len(result.history["val_accuracy"]) == 2
     assert result.resumed_from == 0 and not result.already_finished
     assert set(result.test_metrics) == {"loss", "accuracy", "top5_accuracy"}
@@ -132,10 +136,11 @@ def test_a_busy_folder_is_refused_at_once(tmp_path):
     """The lock a running training holds: here the test holds it, in another file handle."""
     run = tmp_path / "run"
     run.mkdir()
+    (run / runs.MARKER).touch()  # a training marks its folder before it takes the lock
     with filelock.FileLock(run / ".lock", timeout=0):
         with pytest.raises(training.RunFolderBusy, match="busy.*another logdir"):
             training.train(TINY, logdir=run, verbose=0)
-    assert sorted(p.name for p in run.iterdir()) == [".lock"]
+    assert sorted(p.name for p in run.iterdir()) == [runs.MARKER, ".lock"]
 
 
 def test_load_or_train_trains_once_then_loads(monkeypatch, tmp_path):

@@ -44,8 +44,9 @@ from pathlib import Path
 import keras
 import matplotlib.pyplot as plt
 
-from eanet_course.config import EANetConfig
+from eanet_course import runs as run_folders
 from eanet_course.bench._report import out_dir as out_dir_for
+from eanet_course.config import EANetConfig
 from eanet_course.paths import atomic_write
 from eanet_course.tasks import TASKS, TILE, TaskData, make_task
 
@@ -501,7 +502,7 @@ def plot(results: dict) -> plt.Figure:
 
 def run(quick: bool = False, out_dir: str | Path | None = None, *,
         plan: Plan | None = None, shard: tuple[int, int] = (0, 1), train: bool = True,
-        save: bool = False, ship: bool = False) -> dict:
+        save: bool = False, ship: bool = False, overwrite: bool = False) -> dict:
     """Train the map (resuming), print progress and the table, save ``limits.json/.txt/.png``.
 
     Args:
@@ -516,6 +517,10 @@ def run(quick: bool = False, out_dir: str | Path | None = None, *,
         save: also keep the map as the learner's own ``"limits"`` record (EANET_HOME/results),
             which notebook 10 shows beside the shipped one.
         ship: write the record into the package instead (maintainers).
+        overwrite: replace a ``limits.json`` of another plan in ``out_dir``; without it that
+            is refused before anything is trained. (A ``limits.json`` of the same plan is
+            replaced: a rerun gathers the same trainings, and more.) ``out_dir`` must be a
+            folder that is new, empty or the course's.
 
     Returns:
         ``{"quick", "plan", "wall_time_s", "tasks": [...], "not_possible": [...]}``, ``tasks``
@@ -526,7 +531,9 @@ def run(quick: bool = False, out_dir: str | Path | None = None, *,
                         f"not {type(plan).__name__}.")
     label = "custom plan" if plan is not None else "quick" if quick else "full"
     plan = plan or (QUICK if quick else FULL)
-    out = out_dir_for(out_dir)
+    out = run_folders.prepare(out_dir_for(out_dir), "--out")
+    identity = {"quick": quick, "plan": _describe(plan)}
+    run_folders.keep_results(out / "limits.json", identity, overwrite)  # before any training
     runs = out / f"limits-runs-{plan.fingerprint()}"
     print(f"Limits benchmark ({label}): {len(plan.trainings())} models to train, tasks "
           f"{', '.join(plan.grids)}; {plan.train_size} training images, {plan.epochs} epochs, "
@@ -535,16 +542,18 @@ def run(quick: bool = False, out_dir: str | Path | None = None, *,
     results = sweep(plan, progress=lambda line: print(line, flush=True), runs_dir=runs,
                     shard=shard, train=train)
     wall = sum(_run_time(path) for path in runs.glob("*.json"))
-    results = {"quick": quick, "plan": _describe(plan), "wall_time_s": round(wall, 1),
-               **results}
+    results = {**identity, "wall_time_s": round(wall, 1), **results}
     table = summary(results)
     print(table, flush=True)
-    with atomic_write(out / "limits.json") as file:
-        json.dump(results, file, indent=2)
-    with atomic_write(out / "limits.txt") as file:
-        file.write(table + "\n")
     figure = plot(results)
-    figure.savefig(out / "limits.png", dpi=120, bbox_inches="tight")
+    with run_folders.hold(out, "--out"):  # another shard may be writing its files
+        run_folders.keep_results(out / "limits.json", identity, overwrite)
+        with atomic_write(out / "limits.json") as file:
+            json.dump(results, file, indent=2)
+        with atomic_write(out / "limits.txt") as file:
+            file.write(table + "\n")
+        with atomic_write(out / "limits.png", "wb") as file:
+            figure.savefig(file, format="png", dpi=120, bbox_inches="tight")
     plt.close(figure)
     print(f"Saved {out / 'limits.json'}, {out / 'limits.txt'} and {out / 'limits.png'}",
           flush=True)
@@ -559,7 +568,8 @@ def run(quick: bool = False, out_dir: str | Path | None = None, *,
 
 def _run_time(path: Path) -> float:
     try:
-        return float(json.loads(path.read_text()).get("wall_time_s", 0.0))
+        return float(run_folders.read_json(path, "a training's result", "", limit=4096)
+                     .get("wall_time_s", 0.0))
     except (OSError, ValueError, AttributeError, TypeError):
         return 0.0
 
@@ -581,4 +591,8 @@ def _describe(plan: Plan) -> dict:
 def load(out_dir: str | Path | None = None) -> dict | None:
     """The results saved by the last :func:`run` in ``out_dir`` (default as ``run``), or None."""
     path = out_dir_for(out_dir) / "limits.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    try:
+        return run_folders.read_json(path, "the limits benchmark's results",
+                                     "run `python -m eanet_course bench limits` again.")
+    except FileNotFoundError:
+        return None
