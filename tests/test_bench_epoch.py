@@ -41,6 +41,6 @@ def test_cli_times_the_profile_it_is_given(monkeypatch, capsys):
     assert calls == [(PROFILES["laptop"], {"quick": True, "out_dir": "d"}),
                      (PROFILES["laptop"].replace(precision="mixed_bfloat16"),
                       {"quick": False, "out_dir": None})]
-    assert main(["bench", "train", "--profile", "laptop"]) == 1
+    assert main(["bench", "train", "--profile", "laptop"]) == 2
     assert "use it with `bench epoch`" in capsys.readouterr().err
     assert len(calls) == 2

