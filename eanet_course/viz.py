@@ -381,7 +381,7 @@ def plot_normalizations(logits) -> Figure:
 
 
 def plot_attention_overlay(image, unit_scores, patch_size: int, ax: Axes | None = None) -> Figure:
-    """A heatmap over the image of ``N`` patch scores (one memory unit's column, or one query's row).
+    """A heatmap over the image of ``N`` patch scores (a memory unit's column, or a query's row).
 
     Draws into ``ax`` when given (and returns its Figure), else into a new Figure with a colour
     bar. The colour scale starts at 0 (or the lowest score, if negative), so nearly equal scores

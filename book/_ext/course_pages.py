@@ -156,7 +156,7 @@ def _text_above(cell: nodes.Element) -> str | None:
 
 
 def caption_figures(doctree: nodes.document) -> int:
-    """Number the figures in the page's cell outputs, with captions and alt text; returns how many."""
+    """Number the figures of the page's cell outputs, with captions and alt text; returns N."""
     number = 0
     for cell in list(doctree.findall(lambda n: isinstance(n, nodes.container)
                                      and n.get("nb_element") == "cell_code")):
