@@ -57,6 +57,7 @@ class _Explorer(widgets.VBox):
                          layout=widgets.Layout(max_width="100%"))
         for row in rows:
             for control in row:
+                control.layout.max_width = "100%"  # on a narrow screen, as wide as the screen
                 control.observe(lambda _change: self.render(), names="value")
         self.render()
 
