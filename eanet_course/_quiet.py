@@ -31,7 +31,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 
-__all__ = ["START_UP_LINE", "install"]
+__all__ = ["START_UP_LINE", "has_gpu_driver", "install"]
 
 # absl's notice, printed before TensorFlow initialises its logger, and glog-style information
 # lines ("I0000 00:00:1795962724.658389  13046 port.cc:153] oneDNN custom operations are on...").
