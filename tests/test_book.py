@@ -385,14 +385,19 @@ def test_landing_page_and_notebook_04_render_offline_in_chromium(served):
             assert page.locator(".course-label").first.is_visible()
             page.screenshot(path=SHOTS / "04_double_normalization.png", full_page=True)
 
-            # On a phone (390 px wide): nothing wider than the screen, the note one line high.
+            # On a phone (390 px wide): no page wider than the screen, the note one line high.
             phone = browser.new_page(viewport={"width": 390, "height": 844})
             phone.route("**/*", offline)
-            for name in ("04_double_normalization", "08_attention_maps"):
-                phone.goto(served + f"notebooks/{name}.html", wait_until="load")
-                overflow = phone.evaluate(CLIPPED)
-                assert not overflow, f"{name} at 390 px: wider than the screen: {overflow}"
-                phone.screenshot(path=SHOTS / f"{name}_phone.png")
+            pages = ["book/index.html", "book/measured.html", "book/api.html",
+                     *(f"{s.parent.name}/{s.stem}.html" for s in [*NOTEBOOKS, *EXERCISES])]
+            wide = {}
+            for path in pages:
+                phone.goto(served + path, wait_until="load")
+                if overflow := phone.evaluate(CLIPPED):
+                    wide[path] = overflow
+            assert not wide, f"wider than a 390 px screen: {wide}"
+            phone.goto(served + "notebooks/08_attention_maps.html", wait_until="load")
+            phone.screenshot(path=SHOTS / "08_attention_maps_phone.png")
             note = phone.locator(".course-label").first.bounding_box()
             assert note["height"] < 120, f"the folded note is {note['height']} px high"
         finally:
