@@ -186,6 +186,21 @@ def test_figures_are_numbered_per_page_with_a_caption_and_alt_text(site, noteboo
         assert len(alt) > 10 and "_images" not in alt and not alt.endswith(".png"), alt
 
 
+# Maths in a notebook's markdown: $...$ or $$...$$ outside code spans (myst's dollarmath).
+MATH = re.compile(r"\$\$.+?\$\$|\$[^$\s][^$\n]*?\$", re.S)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_formula_is_typeset_by_mathjax(site, notebook):
+    markdown = " ".join("".join(cell["source"]) for cell in json.loads(notebook.read_text())["cells"]
+                        if cell["cell_type"] == "markdown")
+    formulas = MATH.findall(re.sub(r"`[^`\n]*`", "", markdown))
+    html = _page(site, notebook).read_text(encoding="utf-8")
+    typeset = _article(site, notebook).select(".math")
+    assert len(typeset) >= len(formulas), f"{len(formulas)} formulas, {len(typeset)} typeset"
+    assert not formulas or "mathjax" in html.lower(), "formulas but no MathJax"
+
+
 def test_the_profile_note_is_folded_to_one_line(site):
     note = _article(site, NOTEBOOKS[0]).select_one(".course-label")
     assert note.name == "details" and "open" not in note.attrs
