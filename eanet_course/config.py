@@ -7,7 +7,10 @@ Three profiles ship with the course and ``EANET_PROFILE`` picks one:
 * ``ci``     -- scikit-learn's 8x8 digits, a small model, seconds per notebook, no network.
 
 ``EANET_DATASET`` swaps the data set of any profile (``EANET_DATASET=digits`` runs the laptop
-profile offline).  A config that cannot build a model is refused when it is made, with the reason.
+profile offline); the patch size follows the data set, so that every profile on every data set
+cuts its images into at least ``MIN_PATCHES`` = 16 patches (the laptop profile's 4x4 patches
+become 2x2 on the 8x8 digits).  A config that cannot build a model is refused when it is made,
+with the reason.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from dataclasses import dataclass
 
 from eanet_course.validation import divisor_hint, finite_real, is_integer
 
-__all__ = ["DATASETS", "NORMALIZATIONS", "PRECISIONS", "PROFILES", "EANetConfig", "get_profile"]
+__all__ = ["DATASETS", "MIN_PATCHES", "NORMALIZATIONS", "PRECISIONS", "PROFILES", "EANetConfig",
+           "get_profile", "patch_size_for"]
 
 #: The two normalizations of external attention: EANet's, and the plain softmax over S.
 NORMALIZATIONS: tuple[str, ...] = ("double", "softmax")
@@ -32,6 +36,22 @@ DATASETS: dict[str, tuple[int, int, int]] = {
     "cifar100": (32, 3, 100),
     "digits": (8, 1, 10),
 }
+
+#: The fewest patches a profile gives on any data set: a 4 x 4 grid, so that every patch grid,
+#: attention map and Jacobian of the notebooks has a centre, neighbours and a border.
+MIN_PATCHES = 16
+
+
+def patch_size_for(image_size: int, patch_size: int) -> int:
+    """The patch size to use on ``image_size`` images, starting from a profile's ``patch_size``.
+
+    ``patch_size`` itself when it divides ``image_size`` into at least ``MIN_PATCHES`` patches,
+    else the largest smaller size that does (``patch_size_for(8, 4) == 2``: 16 patches on the 8x8
+    digits instead of 4). ``patch_size`` unchanged when no size does, for the config to refuse.
+    """
+    fitting = [p for p in range(1, min(patch_size, image_size) + 1)
+               if image_size % p == 0 and (image_size // p) ** 2 >= MIN_PATCHES]
+    return max(fitting) if fitting else patch_size
 
 
 @dataclass(frozen=True)
@@ -95,13 +115,18 @@ class EANetConfig:
         return (self.image_size, self.image_size, self.channels)
 
     def replace(self, **changes) -> "EANetConfig":
-        """A copy with some fields changed (validated again). ``dataset=`` also sets its shape."""
+        """A copy with some fields changed (validated again).
+
+        ``dataset=`` also sets its shape and, unless ``patch_size=`` is given too, a patch size
+        that gives at least ``MIN_PATCHES`` patches (:func:`patch_size_for`).
+        """
         if "dataset" in changes:
             name = changes["dataset"]
             if name not in DATASETS:
                 raise ValueError(f"Unknown dataset {name!r}; choose one of {sorted(DATASETS)}.")
             size, channels, classes = DATASETS[name]
-            changes = {"image_size": size, "channels": channels, "num_classes": classes, **changes}
+            changes = {"image_size": size, "channels": channels, "num_classes": classes,
+                       "patch_size": patch_size_for(size, self.patch_size), **changes}
         return dataclasses.replace(self, **changes)
 
 
@@ -173,7 +198,8 @@ PROFILES: dict[str, EANetConfig] = {
         label_smoothing=0.1, validation_split=0.2, seed=42,
     ),
     # CIFAR-100 on a laptop CPU in about 15 minutes: 4x4 patches (N = 64 instead of 256),
-    # 4 blocks instead of 8, fewer epochs.
+    # 4 blocks instead of 8, fewer epochs. On the 8x8 digits (EANET_DATASET=digits): 2x2 patches,
+    # N = 16 (patch_size_for).
     "laptop": EANetConfig(
         dataset="cifar100", image_size=32, channels=3, patch_size=4, num_classes=100,
         embed_dim=64, mlp_dim=128, num_heads=4, dim_coefficient=4, memory_units=None,
@@ -195,7 +221,8 @@ PROFILES: dict[str, EANetConfig] = {
 def get_profile(name: str | None = None) -> EANetConfig:
     """The config of a profile: ``name``, else ``$EANET_PROFILE``, else ``"laptop"``.
 
-    ``$EANET_DATASET``, when set, replaces the profile's data set (and its image shape).
+    ``$EANET_DATASET``, when set, replaces the profile's data set: its image shape and, where the
+    profile's patch size would give fewer than ``MIN_PATCHES`` patches, its patch size.
     """
     name = name or os.environ.get("EANET_PROFILE") or "laptop"
     if name not in PROFILES:

@@ -24,6 +24,9 @@ def test_environment_picks_profile_and_dataset(monkeypatch):
     config = get_profile()
     assert (config.dataset, config.input_shape, config.num_classes) == ("digits", (8, 8, 1), 10)
     assert config.num_blocks == PROFILES["paper"].num_blocks
+    assert (config.patch_size, config.num_patches) == (2, 16)
+    monkeypatch.setenv("EANET_PROFILE", "laptop")
+    assert get_profile().num_patches == 16, "the laptop profile's 4x4 patches become 2x2 on digits"
 
 
 def test_unknown_profile_names_the_choices(monkeypatch):

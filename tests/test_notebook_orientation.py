@@ -1,8 +1,10 @@
 """Every notebook opens with its orientation block; the glossary defines every letter once.
 
-The block is the notebook's first markdown cell, with lines that start ``**Time:**`` (a measured
-run time), ``**Prerequisites:**`` and ``**Paper:**`` (with the arXiv link), and a link to
-``GLOSSARY.md``. The test covers every ``notebooks/NN_*.ipynb`` that exists.
+The block is the notebook's first markdown cell, with lines that start ``**Time:**`` (one short
+sentence: a reading time, the measured run time of the cells, and a link to ``MEASURED.md``, the
+page that says how every figure was measured), ``**Prerequisites:**`` and ``**Paper:**`` (with
+the arXiv link), and a link to ``GLOSSARY.md``. The test covers every ``notebooks/NN_*.ipynb``
+that exists.
 """
 
 import ast
@@ -34,7 +36,11 @@ def test_orientation_block(path):
     kind, text = _first_cell(path)
     assert kind == "markdown", f"{path.name}: the first cell must be the markdown orientation block"
     time = _line(text, "**Time:**")
+    assert re.search(r"about \d+ minutes", time), f"{path.name}: **Time:** gives no reading time"
     assert re.search(r"\d+(\.\d+)? (s|min)\b", time), f"{path.name}: **Time:** gives no measured time"
+    assert "](MEASURED.md)" in time, f"{path.name}: **Time:** must link MEASURED.md (how it was measured)"
+    assert len(time) <= 260 and time.rstrip(".").count(". ") == 0, \
+        f"{path.name}: **Time:** must be one short sentence, not {len(time)} characters"
     assert len(_line(text, "**Prerequisites:**")) > len("**Prerequisites:**") + 5
     assert ARXIV in _line(text, "**Paper:**"), f"{path.name}: **Paper:** must link {ARXIV}"
     assert "](GLOSSARY.md)" in text, f"{path.name}: the orientation block must link GLOSSARY.md"
@@ -45,10 +51,11 @@ def test_the_course_has_at_least_its_first_ten_notebooks():
 
 
 def _glossary_names():
+    """The first column of every table: letters in LaTeX (``$d_h$``), code names in code spans."""
     names = []
     for line in GLOSSARY.read_text().splitlines():
         if line.startswith("|"):
-            name = line.split("|")[1].strip().replace("`", "")
+            name = line.split("|")[1].strip().replace("`", "").replace("$", "")
             if name not in ("name", "---"):
                 names.append(name)
     return names
@@ -56,9 +63,9 @@ def _glossary_names():
 
 def test_glossary_defines_every_letter_once():
     names = _glossary_names()
-    required = {"B", "N", "d", "dh", "H", "S", "P", "dim_coefficient", "total heads", "num_heads",
-                "M_k", "M_v", "F", "F_out", "A", "K", "Q, V", "c", "mlp_dim", "DoubleNorm",
-                "memory unit", "profile"}
+    required = {"B", "N", "d", "d_h", "H", "S", "P", "dim_coefficient", "total heads", "num_heads",
+                "M_k", "M_v", "F", r"F_{\mathrm{out}}", "A", "K", "Q, V", "c", "mlp_dim",
+                "DoubleNorm", "memory unit", "profile"}
     missing = required - set(names)
     assert not missing, f"GLOSSARY.md does not define {sorted(missing)}"
     repeated = sorted({name for name in names if names.count(name) > 1})
