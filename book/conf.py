@@ -3,9 +3,9 @@
 The source folder is the repository root (``sphinx-build -c book . _build/book/html``), so the
 pages are the course's own files, gathered by pattern: every ``notebooks/NN_*.ipynb`` (executed
 once, with the ``ci`` profile, and cached), every ``exercises/NN_*.ipynb`` (shown as the learner
-gets it, not executed), ``notebooks/GLOSSARY.md`` when present, and the pages under ``book/``
-(the landing page and the measured tables, made of README sections, and the API reference, made
-of the package's docstrings). ``solutions/`` is never read. Nothing is fetched at build time:
+gets it, not executed), ``notebooks/GLOSSARY.md`` and ``notebooks/MEASURED.md`` when present,
+and the pages under ``book/`` (the landing page and the measured tables, made of README
+sections, and the API reference, made of the package's docstrings). ``solutions/`` is never read. Nothing is fetched at build time:
 Sphinx, myst-nb and sphinx-book-theme ship every file.
 
 Launch buttons (Binder, Colab) on the notebook pages point at the public copy of the repository
@@ -47,6 +47,7 @@ include_patterns = [
     "book/*.md",
     "notebooks/[0-9][0-9]_*.ipynb",
     "notebooks/GLOSSARY.md",
+    "notebooks/MEASURED.md",
     "exercises/[0-9][0-9]_*.ipynb",
 ]
 # Never walked: hidden folders (.venv, .git), build outputs, the solutions.
