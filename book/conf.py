@@ -5,8 +5,8 @@ pages are the course's own files, gathered by pattern: every ``notebooks/NN_*.ip
 once, with the ``ci`` profile, and cached), every ``exercises/NN_*.ipynb`` (shown as the learner
 gets it, not executed), ``notebooks/GLOSSARY.md`` and ``notebooks/MEASURED.md`` when present,
 and the pages under ``book/`` (the landing page and the measured tables, made of README
-sections, and the API reference, made of the package's docstrings). ``solutions/`` is never read. Nothing is fetched at build time:
-Sphinx, myst-nb and sphinx-book-theme ship every file.
+sections, and the API reference, made of the package's docstrings). ``solutions/`` is never
+read. Nothing is fetched at build time: Sphinx, myst-nb and sphinx-book-theme ship every file.
 
 Launch buttons (Binder, Colab) on the notebook pages point at the public copy of the repository
 named by ``EANET_REPOSITORY`` (``https://github.com/OWNER/REPO``) or, when it is not set, by the
