@@ -3,13 +3,20 @@
 The source folder is the repository root (``sphinx-build -c book . _build/book/html``), so the
 pages are the course's own files, gathered by pattern: every ``notebooks/NN_*.ipynb`` (executed
 once, with the ``ci`` profile, and cached), every ``exercises/NN_*.ipynb`` (shown as the learner
-gets it, not executed), ``notebooks/GLOSSARY.md`` when present, and the pages under ``book/``
-(the landing page and the measured tables, made of README sections). ``solutions/`` is never
+gets it, not executed), ``notebooks/GLOSSARY.md`` and ``notebooks/MEASURED.md`` when present,
+and the pages under ``book/`` (the landing page and the measured tables, made of README
+sections, and the API reference, made of the package's docstrings). ``solutions/`` is never
 read. Nothing is fetched at build time: Sphinx, myst-nb and sphinx-book-theme ship every file.
+
+Launch buttons (Binder, Colab) on the notebook pages point at the public copy of the repository
+named by ``EANET_REPOSITORY`` (``https://github.com/OWNER/REPO``) or, when it is not set, by the
+``origin`` remote of the git checkout when that is on GitHub; with neither the pages have none.
 """
 
 import hashlib
 import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -29,7 +36,8 @@ project = "EANet, hands on"
 author = "the eanet-course authors"
 copyright = "the eanet-course authors, Apache-2.0"
 
-extensions = ["myst_nb", "readme_sections", "course_pages"]
+extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "readme_sections",
+              "course_pages"]
 course_profile = PROFILE
 course_extensions_digest = hashlib.sha256(
     b"".join(p.read_bytes() for p in sorted((BOOK / "_ext").glob("*.py")))).hexdigest()
@@ -39,6 +47,7 @@ include_patterns = [
     "book/*.md",
     "notebooks/[0-9][0-9]_*.ipynb",
     "notebooks/GLOSSARY.md",
+    "notebooks/MEASURED.md",
     "exercises/[0-9][0-9]_*.ipynb",
 ]
 # Never walked: hidden folders (.venv, .git), build outputs, the solutions.
@@ -65,8 +74,50 @@ html_theme = "sphinx_book_theme"
 html_title = "EANet, hands on"
 # The site opens at the landing page: a root index.html that sends the browser to book/index.html.
 html_extra_path = ["_root"]
+html_static_path = ["_static"]
+html_css_files = ["course.css"]
+
+
+def _repository() -> str | None:
+    """``https://github.com/OWNER/REPO`` from $EANET_REPOSITORY or git's origin, else None."""
+    address = os.environ.get("EANET_REPOSITORY", "").strip()
+    if not address:
+        try:
+            address = subprocess.run(["git", "-C", str(ROOT), "remote", "get-url", "origin"],
+                                     capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            address = ""
+    found = re.fullmatch(r"(?:https://github\.com/|git@github\.com:)([\w.-]+/[\w.-]+?)(?:\.git)?/?",
+                         address)
+    if address and not found and "EANET_REPOSITORY" in os.environ:
+        raise ValueError(f"EANET_REPOSITORY={address!r} is not a GitHub repository address; "
+                         "write it as https://github.com/OWNER/REPO.")
+    return f"https://github.com/{found.group(1)}" if found else None
+
+
+REPOSITORY = _repository()
 html_theme_options = {
     "use_download_button": True,
     "show_toc_level": 2,
     "navigation_with_keys": False,
+    # sphinx-book-theme 1.4 on pydata-sphinx-theme 0.20: without it the header is an empty bar
+    # with a second search box.
+    "navbar_persistent": [],
 }
+if REPOSITORY:
+    html_theme_options |= {
+        "repository_url": REPOSITORY,
+        "repository_branch": os.environ.get("EANET_REPOSITORY_BRANCH", "main"),
+        "path_to_docs": "",
+        "launch_buttons": {"binderhub_url": "https://mybinder.org",
+                           "colab_url": "https://colab.research.google.com",
+                           "notebook_interface": "jupyterlab"},
+    }
+
+# The API reference (book/api.md): the package's docstrings, Google style ("Args:", "Returns:").
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+# Keras layers document their call() arguments apart from the constructor's.
+napoleon_custom_sections = [("Call arguments", "params_style")]

@@ -13,7 +13,12 @@ Modules, one idea each (import what you need; nothing heavy happens at import ti
 - ``checks`` / ``exercises`` -- exercise checkers and the exercise generator.
 - ``bench``      -- the attention-scaling and training-throughput benchmarks.
 
-Command line: ``python -m eanet_course --help``.
+Importing the package first quiets TensorFlow's C++ start-up log (see ``eanet_course._quiet``;
+a ``TF_CPP_MIN_LOG_LEVEL`` you set yourself wins). Command line: ``eanet-course --help``.
 """
+
+from eanet_course import _quiet
+
+_quiet.install()
 
 __version__ = "0.1.0"

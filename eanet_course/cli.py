@@ -260,9 +260,20 @@ def _add_ablation(commands) -> None:
 # -- end ablation ------------------------------------------------------------------------------
 
 
+def _program() -> str:
+    """How the user called us: ``eanet-course`` (the console script) or ``python -m ...``."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if name in ("eanet-course", "eanet-course.exe"):
+        return "eanet-course"
+    return "python -m eanet_course"
+
+
 def _parser() -> argparse.ArgumentParser:
+    from eanet_course import __version__
+
     parser = argparse.ArgumentParser(
-        prog="python -m eanet_course", description="The EANet course from the command line.")
+        prog=_program(), description="The EANet course from the command line.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train EANet with a profile's recipe",

@@ -48,6 +48,13 @@ __all__ = [
 ]
 
 HEATMAP = "inferno"
+# Signed or centred values (raw logits, cosine similarities, ratios to an average): blue below
+# the centre, white at it, red above, the same distance on both sides.
+DIVERGING = "RdBu_r"
+# Panel titles in points for a figure at most GRID_WIDTH inches wide; a wider grid is shrunk to
+# the page's width when shown, so its titles grow in proportion and stay readable.
+TITLE_SIZE = 10
+GRID_WIDTH = 8.0
 
 
 # --------------------------------------------------------------------------- input checks
@@ -136,6 +143,16 @@ def _new_grid(count: int, ncols: int, size: float = 1.6) -> tuple[Figure, np.nda
     return fig, axes
 
 
+def _title_size(fig: Figure) -> float:
+    """A panel title's font size that reads at :data:`TITLE_SIZE` once ``fig`` fits the page."""
+    return TITLE_SIZE * max(1.0, fig.get_figwidth() / GRID_WIDTH)
+
+
+def _centred(center: float) -> matplotlib.colors.CenteredNorm:
+    """A colour scale with ``center`` in its middle, as far up as down (for :data:`DIVERGING`)."""
+    return matplotlib.colors.CenteredNorm(vcenter=center)
+
+
 def _done(fig: Figure) -> Figure:
     fig.tight_layout()
     plt.close(fig)
@@ -168,8 +185,11 @@ def _class_labels(labels, class_names: Sequence[str] | None) -> np.ndarray:
 
 def show_images(images, labels=None, class_names: Sequence[str] | None = None,
                 ncols: int = 8) -> Figure:
-    """A grid of images ``(B, H, W)`` or ``(B, H, W, C)`` with ``C`` 1 or 3, titled by their labels
-    (ints ``(B,)`` or one-hot ``(B, K)``)."""
+    """A grid of images, titled by their labels.
+
+    ``images`` is ``(B, H, W)`` or ``(B, H, W, C)`` with ``C`` 1 or 3; ``labels`` ints ``(B,)`` or
+    one-hot ``(B, K)``.
+    """
     images = np.asarray(images)
     if (images.ndim not in (3, 4) or not len(images)
             or (images.ndim == 4 and images.shape[-1] not in (1, 3))):
@@ -189,7 +209,7 @@ def show_images(images, labels=None, class_names: Sequence[str] | None = None,
         if names is not None:
             label = int(names[i])
             ax.set_title(class_names[label] if class_names is not None else str(label),
-                         fontsize=8)
+                         fontsize=_title_size(fig))
     return _done(fig)
 
 
@@ -296,7 +316,7 @@ def plot_position_similarity(position_embeddings, grid_size: int) -> Figure:
         for c in range(grid_size):
             mosaic[r * step:r * step + grid_size, c * step:c * step + grid_size] = similarity[r, c]
     fig, ax = plt.subplots(figsize=(5.5, 4.8))
-    shown = ax.imshow(mosaic, cmap="viridis", vmin=-1.0, vmax=1.0)
+    shown = ax.imshow(mosaic, cmap=DIVERGING, vmin=-1.0, vmax=1.0)  # centred at 0
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_xlabel("input patch column")
@@ -311,12 +331,20 @@ def plot_position_similarity(position_embeddings, grid_size: int) -> Figure:
 
 def plot_attention_matrix(scores, title: str | None = None,
                           xlabel: str = "memory unit (or key patch)",
-                          ylabel: str = "patch (query)") -> Figure:
-    """A 2-D attention map as a heatmap: ``(N, S)`` for external, ``(N, N)`` for self-attention."""
+                          ylabel: str = "patch (query)", center: float | None = None) -> Figure:
+    """A 2-D attention map as a heatmap: ``(N, S)`` for external, ``(N, N)`` for self-attention.
+
+    ``center``: for values read against a centre (ratios to an average: 1; differences: 0), a
+    diverging colour map white at ``center``; by default a sequential one, for attention weights.
+    """
     matrix = _scores_2d(scores, "scores")
+    if center is not None and not np.isfinite(center):
+        raise ValueError(f"center must be a finite number (e.g. 1.0 for ratios), got {center!r}")
     fig, ax = plt.subplots(figsize=(min(9.0, 2.5 + 0.12 * matrix.shape[1]),
                                     min(7.0, 2.0 + 0.1 * matrix.shape[0])))
-    shown = ax.imshow(matrix, cmap=HEATMAP, aspect="auto", interpolation="nearest")
+    colours = ({"cmap": HEATMAP} if center is None
+               else {"cmap": DIVERGING, "norm": _centred(float(center))})
+    shown = ax.imshow(matrix, aspect="auto", interpolation="nearest", **colours)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title or f"attention {matrix.shape[0]} x {matrix.shape[1]}")
@@ -327,23 +355,25 @@ def plot_attention_matrix(scores, title: str | None = None,
 
 
 def plot_normalizations(logits) -> Figure:
-    """Raw logits ``(N, S)``, a plain softmax over S, and EANet's double normalization.
+    """Raw logits, a plain softmax over S, and EANet's double normalization, side by side.
 
+    ``logits`` is ``(N, S)``.
     The plain softmax makes every row (patch) sum to 1 and follows the logits' scale; the double
     normalization (softmax over the patch axis N, then l1 over S) also makes each row sum to 1,
     but first lets every memory unit pick out its patches.
     """
     raw = _scores_2d(logits, "logits")
-    panels = (
-        (raw, "raw logits  F M_k^T"),
-        (reference.softmax(raw, axis=-1), "plain softmax over S\n(rows sum to 1)"),
+    panels = (  # the logits are signed: a diverging scale, white at 0
+        (raw, "raw logits  F M_k^T", {"cmap": DIVERGING, "norm": _centred(0.0)}),
+        (reference.softmax(raw, axis=-1), "plain softmax over S\n(rows sum to 1)",
+         {"cmap": HEATMAP}),
         (reference.double_normalization(raw),
-         "double normalization\nsoftmax over N, then l1 over S"),
+         "double normalization\nsoftmax over N, then l1 over S", {"cmap": HEATMAP}),
     )
     fig, axes = plt.subplots(1, 3, figsize=(12.0, 3.8))
-    for ax, (values, title) in zip(axes, panels):
-        shown = ax.imshow(values, cmap=HEATMAP, aspect="auto", interpolation="nearest")
-        ax.set_title(title, fontsize=10)
+    for ax, (values, title, colours) in zip(axes, panels):
+        shown = ax.imshow(values, aspect="auto", interpolation="nearest", **colours)
+        ax.set_title(title, fontsize=_title_size(fig))
         ax.set_xlabel("memory unit (S)")
         fig.colorbar(shown, ax=ax)
     axes[0].set_ylabel("patch (N)")
@@ -351,7 +381,7 @@ def plot_normalizations(logits) -> Figure:
 
 
 def plot_attention_overlay(image, unit_scores, patch_size: int, ax: Axes | None = None) -> Figure:
-    """``N`` patch scores (one memory unit's column, or one query's row) as a heatmap over the image.
+    """A heatmap over the image of ``N`` patch scores (a memory unit's column, or a query's row).
 
     Draws into ``ax`` when given (and returns its Figure), else into a new Figure with a colour
     bar. The colour scale starts at 0 (or the lowest score, if negative), so nearly equal scores
@@ -396,10 +426,10 @@ def plot_memory_units(image, scores, patch_size: int,
     _check_indices(chosen, matrix.shape[1], "unit", "memory units")
     _patch_grid(image, patch_size, matrix.shape[0])
     mass = matrix.sum(axis=0) / max(matrix.sum(), 1e-12)
-    fig, axes = _new_grid(len(chosen), min(8, len(chosen)), size=2.0)
+    fig, axes = _new_grid(len(chosen), min(4, len(chosen)), size=2.0)
     for ax, unit in zip(axes.flat, chosen):
         plot_attention_overlay(image, matrix[:, unit], patch_size, ax=ax)
-        ax.set_title(f"unit {unit}: {100 * mass[unit]:.1f}%", fontsize=8)
+        ax.set_title(f"unit {unit}: {100 * mass[unit]:.1f}%", fontsize=_title_size(fig))
     return _done(fig)
 
 
@@ -417,13 +447,13 @@ def plot_self_attention_rows(image, scores, patch_size: int, rows: Sequence[int]
     rows = list(rows)
     _check_indices(rows, matrix.shape[0], "row", "patches")
     _, side = _patch_grid(image, patch_size, matrix.shape[0])
-    fig, axes = _new_grid(len(rows), min(6, len(rows)), size=2.2)
+    fig, axes = _new_grid(len(rows), min(4, len(rows)), size=2.0)
     for ax, row in zip(axes.flat, rows):
         plot_attention_overlay(image, matrix[row], patch_size, ax=ax)
         r, c = divmod(row, side)
         ax.add_patch(Rectangle((c * patch_size - 0.5, r * patch_size - 0.5), patch_size,
                                patch_size, fill=False, edgecolor="cyan", linewidth=2))
-        ax.set_title(f"query patch {row}", fontsize=8)
+        ax.set_title(f"query patch {row}", fontsize=_title_size(fig))
     return _done(fig)
 
 

@@ -47,12 +47,17 @@ class _Explorer(widgets.VBox):
 
     def __init__(self, rows: Sequence[Sequence[widgets.Widget]]):
         self.caption = widgets.HTML()
-        # At its own size: the VBox would stretch it to the output's full width.
-        self.picture = widgets.Image(format="png", layout=widgets.Layout(align_self="flex-start"))
+        # At its own size (the VBox would stretch it to the output's full width), or narrower
+        # on a narrow screen; rows of controls wrap there instead of running off it.
+        self.picture = widgets.Image(format="png", layout=widgets.Layout(
+            align_self="flex-start", max_width="100%", height="auto"))
         self.figure: Figure | None = None
-        super().__init__([*(widgets.HBox(list(row)) for row in rows), self.caption, self.picture])
+        super().__init__([*(widgets.HBox(list(row), layout=widgets.Layout(flex_flow="row wrap"))
+                            for row in rows), self.caption, self.picture],
+                         layout=widgets.Layout(max_width="100%"))
         for row in rows:
             for control in row:
+                control.layout.max_width = "100%"  # on a narrow screen, as wide as the screen
                 control.observe(lambda _change: self.render(), names="value")
         self.render()
 

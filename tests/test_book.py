@@ -3,17 +3,21 @@
 The module builds the site once (``book/build.py``: Sphinx ``-W --keep-going``; notebooks run
 under the ``ci`` profile unless the jupyter-cache in ``_build/book`` already holds their current
 code), then checks what a reader gets: a page for every notebook and exercise, every internal link
-and anchor resolving, a figure on every notebook page, the labels, the README's tables, no
-solution anywhere on the site, and, in headless Chromium with the network cut off, the landing
-page and notebook 04 rendered (screenshots in ``test-output/book/``).
+and anchor resolving, a figure on every notebook page, numbered, with a caption and alt text, the
+labels, launch buttons, the API reference, the README's tables, no solution anywhere on the site,
+and, in headless Chromium with the network cut off, the landing page and notebook 04 rendered at
+a desktop's width and a phone's, nothing wider than the screen (screenshots in
+``test-output/book/``).
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import importlib.util
 import http.server
 import json
+import os
 import re
 import subprocess
 import sys
@@ -46,6 +50,8 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 EXERCISES = sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb"))
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)
+# The launch buttons' repository, for the build under test (book/conf.py reads it).
+REPOSITORY = "https://github.com/example/eanet-course"
 
 pytestmark = pytest.mark.timeout(1800)  # a first build executes every notebook
 
@@ -54,7 +60,8 @@ pytestmark = pytest.mark.timeout(1800)  # a first build executes every notebook
 def site() -> Path:
     """Build the site (a no-op for notebooks the cache already holds); returns the HTML folder."""
     done = subprocess.run([sys.executable, str(ROOT / "book" / "build.py")], cwd=ROOT,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True,
+                          env={**os.environ, "EANET_REPOSITORY": REPOSITORY})
     log = done.stdout + done.stderr
     print(log[-2000:])
     assert done.returncode == 0, f"the site does not build without warnings:\n{log[-6000:]}"
@@ -126,6 +133,7 @@ def _targets(page: Path):
         yield tag["src"], tag
 
 
+@functools.cache
 def _ids(page: Path) -> set[str]:
     soup = _soup(page)
     return ({t["id"] for t in soup.find_all(id=True)}
@@ -163,6 +171,81 @@ def test_every_notebook_page_shows_a_figure_and_its_profile(site, notebook):
         assert (_page(site, notebook).parent / unquote(img["src"])).is_file(), img["src"]
     label = _text(article.select_one(".course-label"))
     assert "ci" in label and "profile" in label
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_figures_are_numbered_per_page_with_a_caption_and_alt_text(site, notebook):
+    figures = _article(site, notebook).select("figure")
+    pictures = [f for f in figures if f.find("img", src=re.compile("_images/"))]
+    assert pictures, f"{notebook.name}: no figure"
+    for number, figure in enumerate(pictures, start=1):
+        caption = _text(figure.figcaption) if figure.figcaption else ""
+        alt = figure.img.get("alt", "")
+        assert caption.startswith(f"Figure {number}:"), (number, caption)
+        assert len(caption) > len(f"Figure {number}: ") + 10, caption
+        assert len(alt) > 10 and "_images" not in alt and not alt.endswith(".png"), alt
+
+
+# Maths in a notebook's markdown: $...$ or $$...$$ outside code spans (myst's dollarmath).
+MATH = re.compile(r"\$\$.+?\$\$|\$[^$\s][^$\n]*?\$", re.S)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_formula_is_typeset_by_mathjax(site, notebook):
+    markdown = " ".join("".join(cell["source"]) for cell in json.loads(notebook.read_text())["cells"]
+                        if cell["cell_type"] == "markdown")
+    formulas = MATH.findall(re.sub(r"`[^`\n]*`", "", markdown))
+    html = _page(site, notebook).read_text(encoding="utf-8")
+    typeset = _article(site, notebook).select(".math")
+    assert len(typeset) >= len(formulas), f"{len(formulas)} formulas, {len(typeset)} typeset"
+    assert not formulas or "mathjax" in html.lower(), "formulas but no MathJax"
+
+
+def test_the_profile_note_is_folded_to_one_line(site):
+    note = _article(site, NOTEBOOKS[0]).select_one(".course-label")
+    assert note.name == "details" and "open" not in note.attrs
+    assert "ci profile" in _text(note.summary) and len(_text(note.summary)) < 80
+
+
+def test_notebook_pages_launch_on_binder_and_colab_from_the_repository(site):
+    notebook = NOTEBOOKS[0]
+    path = f"notebooks/{notebook.name}"
+    owner_repo = REPOSITORY.removeprefix("https://github.com/")
+    links = {a["href"] for a in _soup(_page(site, notebook)).find_all("a", href=True)}
+    assert f"https://mybinder.org/v2/gh/{owner_repo}/main?urlpath=lab/tree/{path}" in links
+    assert f"https://colab.research.google.com/github/{owner_repo}/blob/main/{path}" in links
+
+
+def test_the_header_is_not_an_empty_bar_with_a_second_search_box(site):
+    soup = _soup(_page(site, NOTEBOOKS[0]))
+    header = soup.select_one("header.bd-header")
+    assert header is None or not header.find(True), "the header bar is back"
+    assert len(soup.select("form.bd-search")) == 1, "one search box"
+
+
+def _all(module: str) -> list[str]:
+    """``module.__all__``, read from its source (importing would start TensorFlow)."""
+    path = ROOT.joinpath(*module.split("."))
+    source = (path / "__init__.py" if path.is_dir() else path.with_suffix(".py")).read_text()
+    tree = ast.parse(source)
+    return next(ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+                and any(getattr(target, "id", None) == "__all__" for target in node.targets))
+
+
+def test_the_api_reference_documents_every_public_name(site):
+    """Every class and function (every name but the CONSTANTS) in ``__all__`` of the modules the
+    API page lists has an entry there."""
+    page = site / "book" / "api.html"
+    modules = re.findall(r"^\.\. automodule:: (eanet_course\.[\w.]+)$",
+                         (ROOT / "book" / "api.md").read_text(), re.M)
+    assert len(modules) >= 10
+    ids = _ids(page)
+    public = [(m, name) for m in modules for name in _all(m) if not name.isupper()]  # no CONSTANTS
+    assert len(public) > 50
+    missing = [f"{m}.{name}" for m, name in public if f"{m}.{name}" not in ids]
+    assert not missing, f"not on the API page: {missing}"
+    external = _soup(page).find(id="eanet_course.layers.ExternalAttention").find_parent("dl")
+    assert "(B, N, embed_dim)" in _text(external), "the docstrings' shapes are shown"
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
@@ -248,6 +331,19 @@ def test_every_executed_notebook_is_cached_for_the_next_build(site):
 # widgets' HTML manager (with require.js) for saved widgets. Offline they are refused; the
 # pages render without them.
 VIEW_TIME_HOSTS = {"cdn.jsdelivr.net", "cdnjs.cloudflare.com"}
+# What a phone would clip: the page scrolling sideways, or the article, a figure or a saved
+# widget (when drawn) wider than its box without its own scroll bar.
+CLIPPED = """() => {
+    const root = document.documentElement, wide = [];
+    if (root.scrollWidth > root.clientWidth) wide.push(`page ${root.scrollWidth}px`);
+    for (const el of document.querySelectorAll(
+            "article.bd-article, article figure, article img, .jupyter-widgets")) {
+        const box = el.getBoundingClientRect();
+        if (box.right > root.clientWidth + 1 || el.scrollWidth > el.clientWidth + 1)
+            wide.push(`${el.tagName.toLowerCase()}.${el.className} ${Math.round(box.right)}px`);
+    }
+    return wide;
+}"""
 
 
 @pytest.fixture(scope="module")
@@ -303,6 +399,22 @@ def test_landing_page_and_notebook_04_render_offline_in_chromium(served):
             assert all(widths), f"figures that did not load: {widths}"
             assert page.locator(".course-label").first.is_visible()
             page.screenshot(path=SHOTS / "04_double_normalization.png", full_page=True)
+
+            # On a phone (390 px wide): no page wider than the screen, the note one line high.
+            phone = browser.new_page(viewport={"width": 390, "height": 844})
+            phone.route("**/*", offline)
+            pages = ["book/index.html", "book/measured.html", "book/api.html",
+                     *(f"{s.parent.name}/{s.stem}.html" for s in [*NOTEBOOKS, *EXERCISES])]
+            wide = {}
+            for path in pages:
+                phone.goto(served + path, wait_until="load")
+                if overflow := phone.evaluate(CLIPPED):
+                    wide[path] = overflow
+            assert not wide, f"wider than a 390 px screen: {wide}"
+            phone.goto(served + "notebooks/08_attention_maps.html", wait_until="load")
+            phone.screenshot(path=SHOTS / "08_attention_maps_phone.png")
+            note = phone.locator(".course-label").first.bounding_box()
+            assert note["height"] < 120, f"the folded note is {note['height']} px high"
         finally:
             browser.close()
     hosts = {urlsplit(url).hostname for url in refused}

@@ -36,6 +36,17 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
 
 
 
+# What a phone would clip of the explorer: its output scrolling sideways, or a control or the
+# picture running past the screen's right edge.
+EXPLORER_CLIPPED = """output => {
+    const wide = output.scrollWidth > output.clientWidth ? [`output ${output.scrollWidth}px`] : [];
+    return wide.concat([...output.querySelectorAll(
+            ".widget-slider, .widget-dropdown, .widget-toggle-buttons, img.widget-image")]
+        .filter(el => el.getBoundingClientRect().right > window.innerWidth)
+        .map(el => `${el.className}: ${Math.round(el.getBoundingClientRect().right)}px`));
+}"""
+
+
 def _playwright_chromium() -> bool:
     from playwright.sync_api import sync_playwright
 
@@ -166,7 +177,19 @@ def test_attention_explorer_in_jupyterlab(lab):
             assert "memory unit 3 takes" in caption
             explorer.screenshot(path=SHOTS / "08_explorer_after.png")
             page.screenshot(path=SHOTS / "08_jupyterlab.png")
+
+            # On a phone (390 px wide, JupyterLab's side panels closed, as on a phone) every
+            # control and the picture stay inside the output.
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.evaluate("() => { window.jupyterapp.shell.collapseLeft(); "
+                          "window.jupyterapp.shell.collapseRight(); }")
+            page.wait_for_timeout(1000)  # let JupyterLab lay itself out again
+            output = explorer.locator(".jp-OutputArea-output").filter(has=picture)
+            output.scroll_into_view_if_needed()
+            clipped = output.evaluate(EXPLORER_CLIPPED)
+            output.screenshot(path=SHOTS / "08_explorer_phone.png")
+            assert not clipped, f"at 390 px the explorer runs out of its output: {clipped}"
             print(f"\nscreenshots in {SHOTS}: 08_explorer_before.png, 08_explorer_after.png, "
-                  "08_jupyterlab.png")
+                  "08_jupyterlab.png, 08_explorer_phone.png")
         finally:
             browser.close()

@@ -290,3 +290,38 @@ def test_scaling_without_memory_has_only_the_time_panel():
         viz.plot_scaling({"slopes": {}})
     with pytest.raises(ValueError, match="bench.attention.run"):
         viz.plot_scaling({"rows": [], "slopes": {}})
+
+
+# ---- colour scales and titles a reader can read --------------------------------------------
+
+def _white_at(image, value: float) -> bool:
+    """Whether ``image`` draws ``value`` in its diverging colour map's middle (near white)."""
+    return np.allclose(image.cmap(image.norm(value))[:3], image.cmap(0.5)[:3], atol=0.02)
+
+
+def test_signed_and_centred_values_get_a_diverging_scale_white_at_their_centre():
+    logits = RNG.normal(size=(9, 4)) + 0.7  # mostly positive: the centre is not the middle
+    raw = _images(viz.plot_normalizations(logits))[0]
+    assert raw.get_cmap().name == viz.DIVERGING and _white_at(raw, 0.0)
+    assert raw.norm.vmin == pytest.approx(-raw.norm.vmax)  # as far down as up
+    similarity = _images(viz.plot_position_similarity(RNG.normal(size=(9, 5)), 3))[0]
+    assert similarity.get_cmap().name == viz.DIVERGING and _white_at(similarity, 0.0)
+    assert (similarity.norm.vmin, similarity.norm.vmax) == (-1.0, 1.0)
+    ratios = _images(viz.plot_attention_matrix(RNG.uniform(0.5, 3.0, size=(4, 6)), center=1.0))[0]
+    assert ratios.get_cmap().name == viz.DIVERGING and _white_at(ratios, 1.0)
+    weights = _images(viz.plot_attention_matrix(RNG.random((4, 6))))[0]
+    assert weights.get_cmap().name == viz.HEATMAP  # attention weights: sequential, as before
+    with pytest.raises(ValueError, match="center must be a finite number"):
+        viz.plot_attention_matrix(RNG.random((4, 6)), center=float("nan"))
+
+
+@pytest.mark.parametrize("draw", [
+    lambda: viz.plot_memory_units(GREY, RNG.random((16, 16)), 2),
+    lambda: viz.show_images(RNG.random((16, 8, 8)), np.arange(16) % 3, ncols=8),
+    lambda: viz.plot_normalizations(RNG.normal(size=(9, 4))),
+], ids=["memory_units", "show_images", "normalizations"])
+def test_panel_titles_read_at_ten_points_once_the_figure_fits_the_page(draw):
+    fig = draw()
+    shrink = min(1.0, viz.GRID_WIDTH / fig.get_figwidth())  # shown at most GRID_WIDTH wide
+    sizes = [ax.title.get_fontsize() * shrink for ax in fig.axes if ax.get_title()]
+    assert sizes and min(sizes) >= viz.TITLE_SIZE - 1e-9, sizes

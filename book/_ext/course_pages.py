@@ -1,21 +1,29 @@
-"""Labels on the course's pages: what a reader sees is a saved run, not a live notebook.
+"""Labels and figures on the course's pages: what a reader sees is a saved run, not a notebook.
 
-Under its title, every notebook page says that its outputs come from one run with the ``ci``
-profile; a page with saved widgets says that moving them needs a live kernel; every exercise page
-says that it is shown as the learner gets it, without outputs, and that solutions are not on the
-site. The labels are docutils notes added when Sphinx reads a page (``doctree-read``). The same
-hook drops TensorFlow's C++ start-up log lines from the pages' stderr outputs (they say nothing
-about the course, and vary with the machine); every other stderr line stays.
+Under its title, every notebook page says, in a note folded to one line (open it for the rest),
+that its outputs come from one run with the ``ci`` profile; a page with saved widgets adds that
+moving them needs a live kernel; every exercise page says that it is shown as the learner gets it,
+without outputs, and that solutions are not on the site. The labels are added when Sphinx reads a
+page (``doctree-read``). The same hook:
+
+- numbers the figures of each page (Figure 1, 2, ...) and gives each a caption and alt text: the
+  caption a notebook cell sets itself (myst-nb's ``mystnb: figure: caption`` metadata) when there
+  is one, else the summary line of the :mod:`eanet_course.viz` function the cell calls, else the
+  first sentence of the text just above the cell;
+- drops TensorFlow's C++ start-up log lines from the pages' stderr outputs (they say nothing
+  about the course, and vary with the machine); every other stderr line stays.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 
 from docutils import nodes
 from sphinx.application import Sphinx
 
+from eanet_course import viz
 from eanet_course.config import get_profile
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -31,12 +39,25 @@ def _note(*paragraphs: list[nodes.Node]) -> nodes.note:
                       classes=["course-label"])
 
 
+class folded(nodes.General, nodes.Element):
+    """A note folded to its summary line (HTML ``<details>``); its children are the rest."""
+
+
+def _visit_folded(self, node: folded) -> None:
+    self.body.append(f'<details class="admonition note {" ".join(node["classes"])}">'
+                     f'<summary>{self.encode(node["summary"])}</summary>')
+
+
+def _depart_folded(self, node: folded) -> None:
+    self.body.append("</details>")
+
+
 def _code(text: str) -> nodes.literal:
     return nodes.literal(text, text)
 
 
-def notebook_label(profile: str, has_widgets: bool) -> nodes.note:
-    """The note on a notebook page: the profile of its outputs, and what its widgets need."""
+def notebook_label(profile: str, has_widgets: bool) -> folded:
+    """The note on a notebook page, folded: the profile of its outputs, what its widgets need."""
     config = get_profile(profile)
     lines = [[nodes.Text("The outputs and figures on this page come from one run of the notebook "
                          "with the "), _code(profile),
@@ -54,7 +75,10 @@ def notebook_label(profile: str, has_widgets: bool) -> nodes.note:
                                  "move here: a live kernel is needed to move them (run the "
                                  "notebook in JupyterLab, "),
                       _code("make lab"), nodes.Text(", or on Binder).")])
-    return _note(*lines)
+    return folded("", *(nodes.paragraph("", "", *inline) for inline in lines),
+                  summary=f"Outputs from one run with the {profile} profile"
+                          + (", widgets as saved" if has_widgets else ""),
+                  classes=["course-label"])
 
 
 def exercise_label() -> nodes.note:
@@ -85,11 +109,89 @@ def drop_tensorflow_log(doctree: nodes.document) -> None:
                 container.parent.remove(container)
 
 
+# Markup in docstrings and markdown that a caption shows as plain text.
+_MARKUP = re.compile(r":\w+:`~?([^`]*)`|``([^`]*)``|`([^`]*)`|\*\*([^*]*)\*\*|\*([^*]*)\*")
+# A sentence ends at . ! or ? before a capital, except after "al.", "e.g.", "i.e." or a
+# three-letter abbreviation ("Ann. Math.").
+_SENTENCE_END = re.compile(r"(?<![A-Z][a-z][a-z]\.)(?<!\bal\.)(?<!e\.g\.)(?<!i\.e\.)"
+                           r"(?<=[.!?])\s+(?=[A-Z(])")
+_LONGEST = 200  # characters of the text above a caption quotes
+
+
+def _plain(text: str) -> str:
+    """``text`` without reST/markdown markup, whitespace folded."""
+    return " ".join(_MARKUP.sub(lambda m: next(g for g in m.groups() if g is not None),
+                                text).split())
+
+
+def _first_sentence(text: str) -> str:
+    sentence = _SENTENCE_END.split(_plain(text), maxsplit=1)[0].rstrip(":")
+    if len(sentence) > _LONGEST:
+        sentence = sentence[:_LONGEST].rsplit(" ", 1)[0] + "\u2026"
+    return sentence if sentence.endswith((".", "!", "?", "\u2026")) else sentence + "."
+
+
+def _viz_summary(code: str) -> str | None:
+    """What the one figure-drawing :mod:`eanet_course.viz` function in ``code`` draws: its
+    docstring's summary line, up to its first colon, semicolon or parenthesis."""
+    drawers = {name for name in re.findall(r"\bviz\.(\w+)\(", code)
+               if "Figure" in str(inspect.signature(getattr(viz, name, len)).return_annotation)}
+    if len(drawers) != 1:
+        return None
+    summary = _plain((inspect.getdoc(getattr(viz, drawers.pop())) or "").split("\n\n")[0])
+    form = re.split(r"[:;]|\.(?:\s|$)| \(", summary)[0].strip()
+    return form + "." if form else None
+
+
+def _text_above(cell: nodes.Element) -> str | None:
+    """The first sentence of the last paragraph before ``cell`` in its section, if any."""
+    for sibling in reversed(cell.parent.children[:cell.parent.index(cell)]):
+        if isinstance(sibling, nodes.section):
+            return None
+        paragraphs = list(sibling.findall(nodes.paragraph)) if isinstance(
+            sibling, nodes.Element) and "cell" not in sibling.get("classes", []) else []
+        if paragraphs:
+            return _first_sentence(paragraphs[-1].astext())
+    return None
+
+
+def caption_figures(doctree: nodes.document) -> int:
+    """Number the figures of the page's cell outputs, with captions and alt text; returns N."""
+    number = 0
+    for cell in list(doctree.findall(lambda n: isinstance(n, nodes.container)
+                                     and n.get("nb_element") == "cell_code")):
+        images = [img for img in cell.findall(nodes.image)]
+        if not images:
+            continue
+        code = next((b.astext() for b in cell.findall(nodes.literal_block)), "")
+        form, context = _viz_summary(code), _text_above(cell)
+        # The alt text says what the picture is; the caption adds what the text above says.
+        alt = form or context or "A figure drawn by the cell above."
+        caption = f"{form} {context}" if form and context else alt
+        for position, image in enumerate(images, start=1):
+            number += 1
+            label = f"Figure {number}"
+            existing = image.parent if isinstance(image.parent, nodes.figure) else None
+            if existing is not None and list(existing.findall(nodes.caption)):
+                set_caption = next(existing.findall(nodes.caption))
+                set_caption.insert(0, nodes.Text(f"{label}: "))
+                image["alt"] = image.get("alt") or _plain(set_caption.astext())
+                continue
+            part = f" (part {position} of {len(images)})" if len(images) > 1 else ""
+            image["alt"] = alt[:-1] + part + alt[-1]
+            figure = nodes.figure("", ids=[f"figure-{number}"], classes=["course-figure"])
+            image.replace_self(figure)
+            figure += image
+            figure += nodes.caption("", f"{label}: {caption[:-1]}{part}{caption[-1]}")
+    return number
+
+
 def _label(app: Sphinx, doctree: nodes.document) -> None:
     docname = app.env.docname
     if Path(app.env.doc2path(docname)).suffix != ".ipynb":
         return
     drop_tensorflow_log(doctree)
+    caption_figures(doctree)
     folder = docname.partition("/")[0]
     if folder == "notebooks":
         label = notebook_label(app.config.course_profile, _has_widgets(doctree))
@@ -107,5 +209,6 @@ def setup(app: Sphinx) -> dict:
     app.add_config_value("course_profile", "ci", "env", types=[str])
     # Set by conf.py from the code of book/_ext: a change there re-reads every page.
     app.add_config_value("course_extensions_digest", "", "env", types=[str])
+    app.add_node(folded, html=(_visit_folded, _depart_folded))
     app.connect("doctree-read", _label)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
