@@ -200,7 +200,8 @@ def _doctor(args: argparse.Namespace) -> int:
         version = _version(dist)
         print(f"{dist:<19} {version or 'missing'}")
         if version is None:
-            problems.append(f"install {dist}: pip install -e . in the course folder")
+            problems.append(f"install {dist}: make setup, or pip install -c constraints.txt -e . "
+                            "in the course folder")
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
