@@ -78,9 +78,13 @@ def _bench(args: argparse.Namespace) -> int:
     if args.profile is not None and args.what != "epoch":
         raise ValueError("--profile picks the model whose epoch is timed: use it with "
                          "`bench epoch`.")
+    if (args.save or args.ship) and args.what not in ("attention", "train"):
+        raise ValueError("--save and --ship keep a record of `bench attention` or `bench train`.")
     if args.what == "epoch":
         return _bench_epoch(args)
     options = {"trace_dir": args.trace} if args.trace is not None else {}
+    if args.save or args.ship:
+        options["save"] = "shipped" if args.ship else "mine"
     if args.precision is not None:
         options["precision"] = args.precision
     if args.what == "attention":
@@ -238,6 +242,13 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--profile", choices=sorted(PROFILES),
                        help="epoch only: whose model and batch (default: $EANET_PROFILE, else "
                             "laptop)")
+    record = bench.add_mutually_exclusive_group()
+    record.add_argument("--save", action="store_true",
+                        help="attention, train: also keep this run as your record in "
+                             "$EANET_HOME/results (notebooks show it beside the course's)")
+    record.add_argument("--ship", action="store_true",
+                        help="attention, train: write the course's shipped record into the "
+                             "package (maintainers)")
     bench.set_defaults(handler=_bench)
 
     exercises = commands.add_parser("exercises", help="generate or check exercises/",
