@@ -45,6 +45,7 @@ from pathlib import Path
 import keras
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
 import numpy as np
 import tensorflow as tf
 
@@ -55,8 +56,8 @@ from eanet_course.bench._report import out_dir as out_dir_for
 from eanet_course.paths import atomic_write
 
 __all__ = ["FULL", "LAYERS", "QUICK", "Plan", "Timing", "describe_growth", "fit_slope",
-           "fit_slopes", "load", "plot_timings", "ratios", "run", "slope_range", "summary",
-           "time_call", "time_forward"]
+           "fit_slopes", "layers_of", "load", "plot_timings", "ratios", "run", "slope_range", "summary",
+           "time_call", "time_calls", "time_forward"]
 
 #: The layers compared: the course's external and self-attention, and Keras' own attention.
 LAYERS = ("external", "self", "keras_mha")
@@ -183,26 +184,43 @@ class Timing:
                 f"{self.low_ms:.1f} to {self.high_ms:.1f})")
 
 
+def time_calls(fns: Mapping[str, Callable[[], object]], *, repeats: int = 5, warmup: int = 1,
+               min_seconds: float = 0.0) -> dict[str, Timing]:
+    """Time several calls side by side: ``warmup`` untimed rounds, then ``repeats`` timed rounds
+    (more until each call's timed runs add up to ``min_seconds``), every round calling each
+    function once in turn, so that a change in the machine's load falls on all of them.
+
+    Each :class:`Timing`'s ``times_ms`` are in round order: ``a.times_ms[k] / b.times_ms[k]`` is
+    the ratio of round ``k``, measured side by side. Each function must return only once its
+    work is done (a TensorFlow function on the CPU does; on a GPU, return something read back to
+    the host, such as ``.numpy()`` of a sum).
+    """
+    if not isinstance(repeats, int) or repeats < 1 or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"timing needs repeats >= 1 and warmup >= 0, got repeats={repeats!r}, "
+                         f"warmup={warmup!r}.")
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    seconds: dict[str, list[float]] = {name: [] for name in fns}
+    while (min(map(len, seconds.values())) < repeats
+           or min(map(sum, seconds.values())) < min_seconds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            seconds[name].append(time.perf_counter() - start)
+    timings = {}
+    for name, values in seconds.items():
+        ms = tuple(1000 * value for value in values)
+        timings[name] = Timing(statistics.median(ms), min(ms), max(ms), ms)
+    return timings
+
+
 def time_call(fn: Callable[..., object], *args: object, repeats: int = 5, warmup: int = 1,
               min_seconds: float = 0.0) -> Timing:
     """Time ``fn(*args)``: ``warmup`` calls left out, then ``repeats`` timed calls, and more until
-    the timed ones add up to ``min_seconds``.
-
-    ``fn`` must return only once its work is done (a TensorFlow function on the CPU does; on a
-    GPU, return something read back to the host, such as ``.numpy()`` of a sum).
-    """
-    if not isinstance(repeats, int) or repeats < 1 or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"time_call needs repeats >= 1 and warmup >= 0, got repeats={repeats!r}, "
-                         f"warmup={warmup!r}.")
-    for _ in range(warmup):
-        fn(*args)
-    seconds: list[float] = []
-    while len(seconds) < repeats or sum(seconds) < min_seconds:
-        start = time.perf_counter()
-        fn(*args)
-        seconds.append(time.perf_counter() - start)
-    ms = tuple(1000 * s for s in seconds)
-    return Timing(statistics.median(ms), min(ms), max(ms), ms)
+    the timed ones add up to ``min_seconds`` (:func:`time_calls` of one function)."""
+    return time_calls({"call": lambda: fn(*args)}, repeats=repeats, warmup=warmup,
+                      min_seconds=min_seconds)["call"]
 
 
 def _measure(name: str, n: int, plan: Plan) -> dict:
@@ -222,26 +240,56 @@ def _measure(name: str, n: int, plan: Plan) -> dict:
     return {"time_ms": timing.median_ms, "steps_ms": list(timing.times_ms), "peak_mb": peak_mb}
 
 
-def time_forward(layer: keras.layers.Layer, sizes: Sequence[int], embed_dim: int, *,
-                 name: str = "layer", repeats: int = 5, warmup: int = 1) -> list[dict]:
-    """Time one compiled forward call of ``layer`` on a sequence ``(1, N, embed_dim)`` per N.
+def time_forward(layers: Mapping[str, keras.layers.Layer], sizes: Mapping[str, Sequence[int]],
+                 embed_dim: int, *, repeats: int = 5, warmup: int = 1,
+                 fit_last: int = 3) -> dict:
+    """Time one compiled forward call of each layer on a sequence ``(1, N, embed_dim)`` per N.
 
     The call is a ``tf.function`` (its trace for each N falls in the warm-up), so the time is
     the layer's maths rather than Python's per-operation overhead in eager mode.
 
+    Args:
+        layers: ``{name: layer}``, e.g. ``{"self": SelfAttention(64)}``.
+        sizes: ``{name: [N, ...]}`` for every layer.
+        embed_dim: the width of the inputs.
+        repeats, warmup: ``repeats`` timed calls after ``warmup`` untimed ones, per N.
+        fit_last: the slopes are fitted on each layer's ``fit_last`` largest sizes (at small
+            N a fixed cost per call hides the growth).
+
     Returns:
-        One row per N, ``{"layer": name, "N", "time_ms", "time_ms_low", "time_ms_high"}``: the
-        median of ``repeats`` calls after ``warmup`` more, and the fastest and slowest of them
-        (the rows :func:`fit_slopes`, :func:`describe_growth` and :func:`plot_timings` read).
+        ``{"rows", "slopes"}`` as :func:`run` gives them: one row per layer and N, ``{"layer",
+        "N", "time_ms", "time_ms_low", "time_ms_high"}`` (the median, the fastest and the
+        slowest call), and :func:`fit_slopes` of each layer; what :func:`describe_growth` and
+        :func:`plot_timings` read.
     """
-    forward = tf.function(lambda x: tf.reduce_sum(layer(x)))
-    rows = []
-    for n in sizes:
-        x = keras.random.normal((1, n, embed_dim), seed=0)
-        timing = time_call(lambda: forward(x).numpy(), repeats=repeats, warmup=warmup)
-        rows.append({"layer": name, "N": n, "time_ms": timing.median_ms,
-                     "time_ms_low": timing.low_ms, "time_ms_high": timing.high_ms})
-    return rows
+    if set(layers) != set(sizes):
+        raise ValueError(f"time_forward needs sizes for exactly the layers given: layers "
+                         f"{sorted(layers)}, sizes {sorted(sizes)}.")
+    rows: list[dict] = []
+    slopes: dict[str, dict] = {}
+    for name, layer in layers.items():
+        forward = tf.function(lambda x, layer=layer: tf.reduce_sum(layer(x)))
+        mine = []
+        for n in sizes[name]:
+            x = keras.random.normal((1, n, embed_dim), seed=0)
+            timing = time_call(lambda: forward(x).numpy(), repeats=repeats, warmup=warmup)
+            mine.append({"layer": name, "N": n, "time_ms": timing.median_ms,
+                         "time_ms_low": timing.low_ms, "time_ms_high": timing.high_ms})
+        rows += mine
+        ordered = sorted(sizes[name])
+        slopes.update(fit_slopes(mine, ordered[-min(fit_last, len(ordered))]))
+    return {"rows": rows, "slopes": slopes}
+
+
+def layers_of(results: Mapping, *names: str) -> dict:
+    """``results`` (of :func:`run`, or a record's ``data``) cut to the layers ``names``:
+    ``{"rows", "slopes"}``, e.g. to plot the shipped self-attention beside a live one."""
+    missing = set(names) - {r["layer"] for r in results["rows"]}
+    if missing:
+        raise ValueError(f"No rows of {sorted(missing)} in these results; they hold "
+                         f"{sorted({r['layer'] for r in results['rows']})}.")
+    return {"rows": [r for r in results["rows"] if r["layer"] in names],
+            "slopes": {k: v for k, v in results["slopes"].items() if k in names}}
 
 
 def fit_slope(ns: list[int] | np.ndarray, costs: list[float] | np.ndarray) -> float:
@@ -328,18 +376,22 @@ def _shape(slope: float) -> str:
     return "steeper than quadratic"
 
 
-def describe_growth(rows: Sequence[Mapping], layer: str, fit_from: int = 1) -> str:
-    """One sentence on how ``layer``'s time grows with N, every word computed from ``rows``.
+def describe_growth(results: Mapping, layer: str) -> str:
+    """One sentence on how ``layer``'s time grows with N, every word computed from ``results``.
 
-    Over the sizes its slope is fitted on (N >= ``fit_from``, at least the two largest): the
-    median times at both ends, whether the time grows at all (the fastest run at the largest N
-    is slower than the slowest at the smallest), and, if it does, the fitted slope, the range of
+    Over the sizes its slope was fitted on (``results["slopes"][layer]["range"]``): the median
+    times at both ends, whether the time grows at all (the fastest run at the largest N is
+    slower than the slowest at the smallest), and, if it does, the fitted slope, the range of
     slopes the spread allows (:func:`slope_range`) and the growth they name (about linear: 0.8
     to 1.2; about quadratic: 1.8 to 2.2).
     """
-    fitted = _fitted(rows, layer, fit_from)
-    if not fitted:
-        raise ValueError(f"describe_growth needs rows of {layer!r} at two different N or more.")
+    fitted_range = results.get("slopes", {}).get(layer, {}).get("range")
+    if fitted_range is None:
+        raise ValueError(f"describe_growth needs a fitted slope of {layer!r} (rows at two "
+                         "different N or more).")
+    lo_n, hi_n = fitted_range
+    fitted = sorted((r for r in results["rows"] if r["layer"] == layer and lo_n <= r["N"] <= hi_n),
+                    key=lambda r: r["N"])
     first, last = fitted[0], fitted[-1]
     said = (f"{layer}: from N = {first['N']:,} to {last['N']:,} "
             f"({last['N'] / first['N']:.0f}x the patches) the median time went from "
@@ -358,35 +410,46 @@ def describe_growth(rows: Sequence[Mapping], layer: str, fit_from: int = 1) -> s
             f"({lo:.2f} to {hi:.2f} within the spread of the runs): {shape}.")
 
 
-def plot_timings(panels: Mapping[str, Mapping], *, ylabel: str = "time (ms)") -> Figure:
-    """Time against N, one panel per measurement, each titled with its label.
+def plot_timings(panels: Mapping[str, Mapping], *, metric: str = "time") -> Figure:
+    """Time (or peak memory) against N, one panel per measurement, each titled with its label.
 
     Args:
         panels: ``{label: results}``, each ``results`` with ``"rows"`` (as :func:`run` or
             :func:`time_forward` give them) and ``"slopes"`` (:func:`fit_slopes`); a label such
             as :func:`eanet_course.results.label`'s line says whose measurement it is.
-        ylabel: the y axis' label, shared by the panels.
+        metric: ``"time"`` (the median, its bar the spread from fastest to slowest) or
+            ``"memory"`` (the peak, exact: no bar).
 
-    Every point is the median, its bar the spread (fastest to slowest); the legend gives each
-    layer's fitted slope and the range of N it was fitted over.
+    The legend gives each layer's fitted slope and the range of N it was fitted over.
     """
     if not panels:
         raise ValueError("plot_timings needs at least one {label: results} panel.")
+    if metric not in ("time", "memory"):
+        raise ValueError(f"metric={metric!r}: use 'time' or 'memory'.")
+    key, ylabel = ("time_ms", "time (ms)") if metric == "time" else ("peak_mb", "peak memory (MB)")
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
     for ax, (label, found) in zip(axes[0], panels.items()):
         rows, slopes = found["rows"], found.get("slopes", {})
         for layer in dict.fromkeys(r["layer"] for r in rows):
-            mine = sorted((r for r in rows if r["layer"] == layer), key=lambda r: r["N"])
+            mine = sorted((r for r in rows if r["layer"] == layer and r.get(key) is not None),
+                          key=lambda r: r["N"])
+            if not mine:
+                continue
             ns = [r["N"] for r in mine]
-            medians = np.array([r["time_ms"] for r in mine])
-            bars = [medians - [_low(r) for r in mine], [_high(r) for r in mine] - medians]
-            fitted = slopes.get(layer)
-            legend = layer if fitted is None else (
-                f"{layer}: slope {fitted['time']:.2f} over N in "
+            values = np.array([r[key] for r in mine])
+            bars = None if metric == "memory" else [
+                values - [_low(r) for r in mine], [_high(r) for r in mine] - values]
+            fitted = slopes.get(layer, {})
+            legend = layer if fitted.get(metric) is None else (
+                f"{layer}: slope {fitted[metric]:.2f} over N in "
                 f"[{fitted['range'][0]}, {fitted['range'][1]}]")
-            ax.errorbar(ns, medians, yerr=bars, marker="o", capsize=3, label=legend)
+            ax.errorbar(ns, values, yerr=bars, marker="o", capsize=3, label=legend)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        sizes = sorted({r["N"] for r in rows})
+        ax.set_xticks(sizes, [str(n) for n in sizes], rotation=45 * (len(sizes) > 6))
+        ax.minorticks_off()
+        ax.yaxis.set_major_formatter(ScalarFormatter())
         ax.set_xlabel("N (patches)")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3, which="both")
@@ -496,9 +559,11 @@ def load(out_dir: str | Path | None = None) -> dict | None:
 def ratios(results: dict, baseline: str = "self") -> dict[int, dict[str, float | None]]:
     """How many times more ``baseline`` costs than external attention, at every N both measured.
 
-    Returns ``{N: {"time": t_baseline / t_external, "memory": m_baseline / m_external}}``;
-    a ratio below 1 means the baseline is the cheaper one there, and None means a cost is
-    missing or external attention's is 0 (no ratio to give).
+    Returns ``{N: {"time": t_baseline / t_external, "time_range": [low, high],
+    "memory": m_baseline / m_external}}``; a ratio below 1 means the baseline is the cheaper one
+    there, and None means a cost is missing or external attention's is 0 (no ratio to give).
+    ``time_range`` is the ratio the spreads allow, from the baseline's fastest over external
+    attention's slowest to the baseline's slowest over external attention's fastest.
     """
     if baseline not in LAYERS or baseline == "external":
         raise ValueError(f"baseline={baseline!r} must be one of {LAYERS[1:]}.")
@@ -508,7 +573,9 @@ def ratios(results: dict, baseline: str = "self") -> dict[int, dict[str, float |
         ext = by_key.get(("external", n))
         if name != baseline or ext is None:
             continue
+        low, high = _ratio(_low(base), _high(ext)), _ratio(_high(base), _low(ext))
         out[n] = {"time": _ratio(base["time_ms"], ext["time_ms"]),
+                  "time_range": None if low is None or high is None else [low, high],
                   "memory": _ratio(base["peak_mb"], ext["peak_mb"])}
     return out
 
