@@ -91,10 +91,22 @@ def _bench(args: argparse.Namespace) -> int:
         from eanet_course.bench.attention import run
     elif args.what == "limits":
         from eanet_course.bench.limits import run
+
+        options.update(shard=args.shard, train=not args.gather, save=args.save, ship=args.ship)
     else:
         from eanet_course.bench.training import run
     run(quick=args.quick, out_dir=args.out_dir, **options)
     return 0
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: use I/K, e.g. 0/2") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"{text!r}: I/K needs 0 <= I < K, e.g. 1/2")
+    return index, count
 
 
 def _bench_epoch(args: argparse.Namespace) -> int:
@@ -239,6 +251,18 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--precision", choices=PRECISIONS,
                        help="train: also time and train the course in this precision, beside "
                             "float32; epoch: time the epoch in this precision")
+    bench.add_argument("--save", action="store_true",
+                       help="limits: also keep the result as your own record in "
+                            "$EANET_HOME/results, which the notebooks show beside the shipped one")
+    bench.add_argument("--ship", action="store_true",
+                       help="limits: write the record into the package (maintainers, in a "
+                            "checkout)")
+    bench.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/K",
+                       help="limits: train only every K-th training from I (0-based), to split "
+                            "the map between K processes or machines")
+    bench.add_argument("--gather", action="store_true",
+                       help="limits: train nothing; make the table, plot and record from the "
+                            "trainings already kept (e.g. by several --shard runs)")
     bench.add_argument("--profile", choices=sorted(PROFILES),
                        help="epoch only: whose model and batch (default: $EANET_PROFILE, else "
                             "laptop)")

@@ -15,7 +15,8 @@ The tasks differ in what a model must combine across patches:
   (label 0)? Needs ``N <= 10``. A pair of patches must meet: averaged per-patch features have the
   same mean under both labels, so a linear classifier on them can do little better than chance.
 * ``lookup``: the marked tile shows a digit ``p``; the label is the digit on the ``p``-th *other*
-  tile in reading order. Needs ``N <= 10``. The marked patch must address another one.
+  tile in reading order (``p`` is a digit, so beyond ``N = 11`` only the first ten other tiles
+  are ever addressed). The marked patch must address another one.
 * ``relation``: two tiles are marked; are they the same digit (label 1) or not (label 0)? The
   other tiles are distractors. Any ``N >= 2``.
 
@@ -58,7 +59,7 @@ TASKS: dict[str, Task] = {
                   "a sum of per-patch facts: per-patch features, average pooling, linear read-out"),
     "repeat": Task("repeat", 2, CLASSES,
                    "every pair of patches compared (does any digit occur twice?)"),
-    "lookup": Task("lookup", CLASSES, CLASSES,
+    "lookup": Task("lookup", CLASSES, None,
                    "one patch addresses another by position (content-to-position routing)"),
     "relation": Task("relation", 2, None,
                      "two marked patches compared, among distractors"),
@@ -118,7 +119,8 @@ def _layouts(task: str, n: int, size: int, rng: np.random.Generator
         elif task == "lookup":
             row = rng.integers(0, CLASSES, n)
             pointer = int(rng.integers(0, n))
-            target = int(rng.integers(0, n - 1))  # among the other n - 1 tiles, reading order
+            # among the other n - 1 tiles in reading order; a digit can address only ten
+            target = int(rng.integers(0, min(n - 1, CLASSES)))
             row[pointer] = target
             marked[i, pointer] = True
             labels[i] = row[[j for j in range(n) if j != pointer][target]]

@@ -29,6 +29,8 @@ EXERCISES = [
      checks.check_scaled_dot_product_attention),
     ("03_external_attention", "external_attention", checks.check_external_attention),
     ("04_double_normalization", "double_normalization", checks.check_double_normalization),
+    ("04_double_normalization", "double_normalization_backward",
+     checks.check_double_normalization_backward),
     ("05_multi_head_external_attention", "split_heads", checks.check_split_heads),
     ("05_multi_head_external_attention", "merge_heads", checks.check_merge_heads),
     ("05_multi_head_external_attention", "MyExternalAttention",

@@ -32,6 +32,6 @@ def test_bench_limits_quick_runs_the_quick_plan_and_writes_its_files(monkeypatch
         (accuracy,) = row[model]["accuracy"]
         assert 0.0 <= accuracy <= 1.0
     out = capsys.readouterr().out
-    assert "Limits benchmark (quick): 3 models to train" in out
+    assert "Limits benchmark (quick): 4 models to train" in out
     assert (tmp_path / "limits.txt").read_text().strip() in out
     assert (tmp_path / "limits.png").stat().st_size > 0

@@ -46,6 +46,7 @@ def _expected(task: str, digits: np.ndarray, marked: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("task, grid", [("count", 2), ("count", 4), ("repeat", 2),
                                         ("repeat", 3), ("lookup", 2), ("lookup", 3),
+                                        ("lookup", 4),
                                         ("relation", 2), ("relation", 4)])
 def test_labels_are_what_the_grid_shows(task, grid):
     images, labels = tasks.make_images(task, grid, 300, TILES, TILE_LABELS, seed=3)
@@ -140,7 +141,7 @@ def test_the_quick_plan_is_part_of_the_full_map():
 
 def _fake_train(plan, data, model, memory_units, seed):
     """A stand-in trainer whose accuracy encodes its arguments (to test the bookkeeping)."""
-    return {"external": 0.9, "external_softmax": 0.5, "self": 0.6}[model] \
+    return {"external": 0.9, "external_softmax": 0.5, "self": 0.6, "self_matched": 0.7}[model] \
         + memory_units / 1000 + seed / 100 + data.num_patches / 10_000
 
 
@@ -154,14 +155,17 @@ def test_run_writes_the_schema_a_table_and_a_plot(monkeypatch, tmp_path, capsys)
     assert [(r["task"], r["N"], r["S"]) for r in saved["tasks"]] == [
         ("repeat", 4, 4), ("repeat", 4, 16), ("repeat", 9, 4), ("repeat", 9, 16)]
     for row in saved["tasks"]:
-        assert set(row) == {"task", "N", "S", "chance", "external", "external_softmax", "self"}
+        assert set(row) == {"task", "N", "S", "chance", *limits.MODELS}
         for model in limits.MODELS:
-            assert set(row[model]) == {"accuracy"} and len(row[model]["accuracy"]) == 3
+            assert set(row[model]) == {"accuracy", "seeds"} and row[model]["seeds"] == [0, 1, 2]
         assert row["external"]["accuracy"] == pytest.approx(
             [0.9 + row["S"] / 1000 + seed / 100 + row["N"] / 10_000 for seed in (0, 1, 2)])
         # self-attention has no S: the same three runs on every S row
         assert row["self"]["accuracy"] == pytest.approx(
             [0.6 + seed / 100 + row["N"] / 10_000 for seed in (0, 1, 2)])
+        # the matched self-attention is matched at each S: its own runs per S row
+        assert row["self_matched"]["accuracy"] == pytest.approx(
+            [0.7 + row["S"] / 1000 + seed / 100 + row["N"] / 10_000 for seed in (0, 1, 2)])
         assert row["chance"] == 0.5
     table = (tmp_path / "limits.txt").read_text()
     assert table.strip() in capsys.readouterr().out
@@ -195,3 +199,74 @@ def test_a_real_training_learns_the_control_task_beyond_chance():
     results = limits.sweep(plan, progress=None)
     (accuracy,) = results["tasks"][0]["external_softmax"]["accuracy"]
     assert accuracy > 0.5
+
+
+def test_a_rerun_resumes_and_shards_split_the_trainings(monkeypatch, tmp_path):
+    calls = []
+
+    def counting(plan, data, model, memory_units, seed):
+        calls.append((data.task.name, data.grid, model, memory_units, seed))
+        return _fake_train(plan, data, model, memory_units, seed)
+
+    monkeypatch.setattr(limits, "_train", counting)
+    plan = limits.Plan(grids={"relation": (2,)}, memory_units=(4,), seeds=(0, 1),
+                       train_size=64, test_size=16, extra=(("relation", 2, 8),))
+    assert len(plan.trainings()) == 2 * (4 + 3)  # self once per seed, the others per S
+    nothing = limits.run(out_dir=tmp_path, plan=plan, train=False)
+    assert not calls and {r["verdict"] for r in limits.regimes(nothing)} == {"not run"}
+    first = limits.run(out_dir=tmp_path, plan=plan, shard=(0, 2))
+    assert len(calls) == 7
+    # half the map: every row says how many seeds ran, missing runs are not invented
+    ran = {(r["S"], m): r[m]["seeds"] for r in first["tasks"] for m in limits.MODELS}
+    assert sum(len(seeds) for seeds in ran.values()) < 2 * len(ran)
+    assert "not run" in limits.summary(first) or "(1 run)" in limits.summary(first)
+    limits.run(out_dir=tmp_path, plan=plan, shard=(1, 2))
+    assert len(calls) == 14 and len(set(calls)) == 14
+    again = limits.run(out_dir=tmp_path, plan=plan)  # nothing left to train
+    assert len(calls) == 14
+    assert all(r[m]["seeds"] == [0, 1] for r in again["tasks"] for m in limits.MODELS)
+    # a damaged result is trained again, not trusted
+    (broken,) = [p for p in (tmp_path).glob("limits-runs-*/relation-N4-self-seed1.json")]
+    broken.write_text("{")
+    limits.run(out_dir=tmp_path, plan=plan)
+    assert calls[-1] == ("relation", 2, "self", 0, 1) and len(calls) == 15
+    with pytest.raises(ValueError, match="shard"):
+        limits.sweep(plan, progress=None, shard=(2, 2))
+
+
+def test_rows_not_run_and_rows_not_possible_are_marked():
+    plan = limits.Plan(grids={"repeat": (2, 3), "count": (4,)}, memory_units=(16,))
+    assert plan.not_possible() == [{"task": "repeat", "N": 16, "why": (
+        "repeat needs N <= 10: with 16 tiles of 10 digits some digit always repeats")}]
+    empty = {"tasks": limits._rows(plan, {}), "not_possible": plan.not_possible()}
+    table = limits.summary(empty)
+    assert table.count("not run") == 3 * len(limits.MODELS)
+    assert "repeat    16   not possible" in table
+    assert {r["verdict"] for r in limits.regimes(empty)} == {"not run"}
+    assert "repeat" in limits.FULL.grids and 4 not in limits.FULL.grids["repeat"]
+    assert {g for grids in limits.FULL.grids.values() for g in grids} == {2, 3, 4}
+
+
+def test_regimes_follow_the_means_and_the_spread():
+    def row(ext, other, chance=0.5):
+        return {"task": "t", "N": 4, "S": 16, "chance": chance,
+                "external": {"accuracy": ext}, "self_matched": {"accuracy": other}}
+    verdicts = [r["verdict"] for r in limits.regimes({"tasks": [
+        row([0.9, 0.92, 0.91], [0.6, 0.62, 0.61]),    # far apart, tight
+        row([0.6, 0.9, 0.75], [0.6, 0.62, 0.61]),     # apart on average, but noisy
+        row([0.52, 0.5, 0.51], [0.51, 0.5, 0.52]),    # both at chance
+        row([0.6], [0.95]),                           # one run each
+    ]})]
+    assert verdicts == ["external ahead", "level", "neither learned", "self ahead"]
+
+
+def test_the_matched_self_attention_holds_about_the_external_layers_weights():
+    for s in (4, 16, 64):
+        k = limits.matched_key_dim(limits.FULL, s)
+        ext = limits.attention_weights(limits.FULL, "external", s)
+        matched = limits.attention_weights(limits.FULL, "self", s, k)
+        for other in (k - 1, k + 1):
+            if other >= 1:  # no other key_dim comes closer
+                assert abs(matched - ext) <= abs(
+                    limits.attention_weights(limits.FULL, "self", s, other) - ext)
+        assert abs(matched - ext) / ext < 0.07

@@ -17,6 +17,7 @@ from eanet_course.checks.attention import (
     check_double_normalization, check_external_attention, check_extract_patches,
     check_merge_heads, check_scaled_dot_product_attention, check_split_heads,
 )
+from eanet_course.checks.backward import check_double_normalization_backward
 from eanet_course.checks.blocks import (
     check_external_attention_layer, check_parameter_count, check_transformer_block,
 )
@@ -51,4 +52,5 @@ __all__ = [
     "check_fit_slope",
     "check_sinkhorn",
     "check_em_step",
+    "check_double_normalization_backward",
 ]

@@ -184,6 +184,19 @@ HINTS: dict[str, tuple[str, str, str]] = {
         "`z = softmax(features @ memory.T, axis=-1)`; `z = z / z.sum(axis=0, keepdims=True)`; "
         "return `z.T @ features`.",
     ),
+    "double_normalization_backward": (
+        "Go backwards one step at a time, the l1 step first, then the softmax over N. Each step "
+        "divides by a sum of what it normalizes, so each gives two terms: the upstream passed "
+        "through, minus a correction from the sum in the denominator.",
+        "1. Forward again: P, the softmax over N (stable), the row sums of P over S, A. "
+        "2. The l1 step: dL/dP = (G - the row sum over S of G * A) / the row sum of P. "
+        "3. The softmax over N: dL/dZ = P * (dL/dP - the column sum over N of P * dL/dP). Keep "
+        "each summed axis, with length 1, so that it broadcasts back.",
+        "`e = np.exp(logits - logits.max(axis=-2, keepdims=True))`; `p = e / e.sum(axis=-2, "
+        "keepdims=True)`; `r = 1 / p.sum(axis=-1, keepdims=True)`; `d_p = r * (upstream - "
+        "(upstream * p * r).sum(axis=-1, keepdims=True))`; return `p * (d_p - (p * d_p)"
+        ".sum(axis=-2, keepdims=True))`.",
+    ),
 }
 
 #: Checker names whose exercise is named after the learner's function instead.
