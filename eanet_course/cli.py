@@ -78,13 +78,14 @@ def _bench(args: argparse.Namespace) -> int:
     if args.profile is not None and args.what != "epoch":
         raise ValueError("--profile picks the model whose epoch is timed: use it with "
                          "`bench epoch`.")
-    if (args.save or args.ship) and args.what not in ("attention", "train"):
-        raise ValueError("--save and --ship keep a record of `bench attention` or `bench train`.")
+    if (args.save or args.ship) and args.what == "epoch":
+        raise ValueError("--save and --ship keep a record of `bench attention`, `bench train` or "
+                         "`bench limits`, not of `bench epoch`.")
     if args.what == "epoch":
         return _bench_epoch(args)
     options = {"trace_dir": args.trace} if args.trace is not None else {}
     if args.save or args.ship:
-        options["save"] = "shipped" if args.ship else "mine"
+        options.update(save=args.save, ship=args.ship)
     if args.precision is not None:
         options["precision"] = args.precision
     if args.what == "attention":
@@ -252,11 +253,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="train: also time and train the course in this precision, beside "
                             "float32; epoch: time the epoch in this precision")
     bench.add_argument("--save", action="store_true",
-                       help="limits: also keep the result as your own record in "
-                            "$EANET_HOME/results, which the notebooks show beside the shipped one")
+                       help="attention, train, limits: also keep the result as your own record "
+                            "in $EANET_HOME/results, which the notebooks show beside the shipped "
+                            "one")
     bench.add_argument("--ship", action="store_true",
-                       help="limits: write the record into the package (maintainers, in a "
-                            "checkout)")
+                       help="attention, train, limits: write the record into the package "
+                            "(maintainers, in a checkout)")
     bench.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/K",
                        help="limits: train only every K-th training from I (0-based), to split "
                             "the map between K processes or machines")
@@ -266,13 +268,6 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--profile", choices=sorted(PROFILES),
                        help="epoch only: whose model and batch (default: $EANET_PROFILE, else "
                             "laptop)")
-    record = bench.add_mutually_exclusive_group()
-    record.add_argument("--save", action="store_true",
-                        help="attention, train: also keep this run as your record in "
-                             "$EANET_HOME/results (notebooks show it beside the course's)")
-    record.add_argument("--ship", action="store_true",
-                        help="attention, train: write the course's shipped record into the "
-                             "package (maintainers)")
     bench.set_defaults(handler=_bench)
 
     exercises = commands.add_parser("exercises", help="generate or check exercises/",

@@ -168,7 +168,7 @@ def test_cli_passes_trace_to_bench_train_only(monkeypatch, tmp_path, capsys):
     assert main(["bench", "train", "--quick", "--trace", str(tmp_path)]) == 0
     assert calls == [{"quick": True, "out_dir": None, "trace_dir": str(tmp_path)}]
     assert main(["bench", "train", "--ship"]) == 0
-    assert calls[-1] == {"quick": False, "out_dir": None, "save": "shipped"}
+    assert calls[-1] == {"quick": False, "out_dir": None, "save": False, "ship": True}
     calls.pop()
     assert main(["bench", "attention", "--trace", str(tmp_path)]) == 1
     assert "use it with `bench train`" in capsys.readouterr().err

@@ -472,7 +472,7 @@ def _row(name: str, n: int, measured: list[dict]) -> dict:
 
 def run(
     quick: bool = False, out_dir: str | Path | None = None, *, plan: Plan | None = None,
-    save: str | None = None,
+    save: bool = False, ship: bool = False,
 ) -> dict:
     """Measure, print progress and a table, save ``attention.json`` and ``attention.png``.
 
@@ -480,9 +480,9 @@ def run(
         quick: the :data:`QUICK` plan (under two minutes on two cores) instead of :data:`FULL`.
         out_dir: where the files go; default ``eanet_home() / "bench"``.
         plan: measure this :class:`Plan` instead (``quick`` is then only recorded).
-        save: also write the record ``attention`` (:func:`eanet_course.results.save`):
-            ``"mine"`` to ``$EANET_HOME/results`` (the CLI's ``--save``), ``"shipped"`` into the
-            package (``--ship``, for maintainers).
+        save: also write the record ``attention`` (:func:`eanet_course.results.save`) to
+            ``$EANET_HOME/results`` (the CLI's ``--save``).
+        ship: write the record into the package instead (``--ship``, for maintainers).
 
     It starts processes: from a script of your own, call it under ``if __name__ == "__main__":``.
 
@@ -501,9 +501,6 @@ def run(
     else:
         raise TypeError(f"plan must be an eanet_course.bench.attention.Plan, "
                         f"not {type(plan).__name__}.")
-    if save not in (None, "mine", "shipped"):
-        raise ValueError(f"save={save!r}: use 'mine' ($EANET_HOME/results) or 'shipped' (the "
-                         "package's record), or None.")
     out = out_dir_for(out_dir)
     started = time.perf_counter()
     configs = [(name, n) for name in LAYERS for n in plan.sizes.get(name, ())]
@@ -540,12 +537,11 @@ def run(
     figure.savefig(out / "attention.png", dpi=120, bbox_inches="tight")
     plt.close(figure)
     print(f"Saved {out / 'attention.json'} and {out / 'attention.png'}", flush=True)
-    if save is not None:
-        flag = {"mine": "--save", "shipped": "--ship"}[save]
-        command = (f"python -m eanet_course bench attention{' --quick' * quick} {flag}"
+    if save or ship:
+        command = (f"python -m eanet_course bench attention{' --quick' * quick}"
                    if label != "custom plan" else f"eanet_course.bench.attention.run(plan={plan})")
         path = records.save("attention", results, command=command,
-                            wall_time_s=time.perf_counter() - started, ship=save == "shipped")
+                            wall_time_s=time.perf_counter() - started, ship=ship)
         print(f"Saved the record {path}", flush=True)
     return results
 

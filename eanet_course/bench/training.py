@@ -211,7 +211,7 @@ def _spread(values: Sequence[float]) -> dict[str, float]:
 
 def run(quick: bool = False, out_dir: str | Path | None = None,
         trace_dir: str | Path | None = None, precision: str | None = None,
-        save: str | None = None) -> dict:
+        save: bool = False, ship: bool = False) -> dict:
     """Measure and print both throughputs, against the machine's limit, and the ``ci`` result.
 
     The recipes are timed in alternating rounds (example, course, the course in ``precision``
@@ -228,9 +228,9 @@ def run(quick: bool = False, out_dir: str | Path | None = None,
             the time by op type is printed and saved.
         precision: if given (``"mixed_bfloat16"``), the course's step in that precision joins
             every round after the float32 one, and the ``ci`` profile is trained in it too.
-        save: also write the record ``train`` (:func:`eanet_course.results.save`): ``"mine"``
-            to ``$EANET_HOME/results`` (the CLI's ``--save``), ``"shipped"`` into the package
-            (``--ship``, for maintainers).
+        save: also write the record ``train`` (:func:`eanet_course.results.save`) to
+            ``$EANET_HOME/results`` (the CLI's ``--save``).
+        ship: write the record into the package instead (``--ship``, for maintainers).
 
     Returns:
         ``{"machine", "quick", "batch_size", "steps", "rounds", "course_images_per_s",
@@ -251,9 +251,6 @@ def run(quick: bool = False, out_dir: str | Path | None = None,
         step reaches.
     """
     _check_precision(precision)
-    if save not in (None, "mine", "shipped"):
-        raise ValueError(f"save={save!r}: use 'mine' ($EANET_HOME/results) or 'shipped' (the "
-                         "package's record), or None.")
     started = time.perf_counter()
     config = get_profile("paper")
     steps, rounds = (3, 1) if quick else (6, 4)
@@ -376,12 +373,11 @@ def run(quick: bool = False, out_dir: str | Path | None = None,
             "wall_time_s": other.wall_time_s, "float32_wall_time_s": result.wall_time_s,
             "epochs": len(other.history.get("loss", []))}
     _save(results, out_dir, "training.json")
-    if save is not None:
-        flag = {"mine": "--save", "shipped": "--ship"}[save]
+    if save or ship:
         command = ("python -m eanet_course bench train" + " --quick" * quick
-                   + f" --precision {precision}" * (precision is not None) + f" {flag}")
+                   + f" --precision {precision}" * (precision is not None))
         path = records.save("train", results, command=command,
-                            wall_time_s=time.perf_counter() - started, ship=save == "shipped")
+                            wall_time_s=time.perf_counter() - started, ship=ship)
         print(f"Saved the record {path}")
     return results
 
