@@ -298,9 +298,10 @@ def run(quick: bool = False, out_dir: str | Path | None = None,
     share = spread["matmul_share"]["median"]
     ratio = spread["ratio"]["median"]
 
-    def between(key: str, fmt: str) -> str:
+    def between(key: str, fmt: str, scale: float = 1.0) -> str:
         found = spread[key]
-        return "" if rounds == 1 else f" ({found['low']:{fmt}} to {found['high']:{fmt}})"
+        return ("" if rounds == 1
+                else f" ({found['low'] / scale:{fmt}} to {found['high'] / scale:{fmt}})")
 
     print(f"  Keras example (augmentation in the model, fit on NumPy): {example_ips:8.1f} images/s"
           + between("example_images_per_s", ".1f"))
@@ -314,7 +315,7 @@ def run(quick: bool = False, out_dir: str | Path | None = None,
           "image: 3 x the matrix products of the forward pass); the example's: "
           f"{example_flops / 1e9:.1f} GFLOP")
     print(f"  the machine's fp32 matmul (2048 x 2048): {rate / 1e9:.1f} GFLOP/s"
-          + between("matmul_flops_per_s", ".3g"))
+          + between("matmul_flops_per_s", ".1f", 1e9))
     print(f"  the course's step: {course_rate / 1e9:.1f} GFLOP/s, {share:.1%}"
           f"{between('matmul_share', '.1%')} of the matmul rate (target >= 30%)")
     print(f"  1-minute load average before each round (other programs included): "
