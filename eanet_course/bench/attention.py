@@ -245,7 +245,7 @@ def time_forward(layers: Mapping[str, keras.layers.Layer], sizes: Mapping[str, S
                  fit_last: int = 3) -> dict:
     """Time one compiled forward call of each layer on a sequence ``(1, N, embed_dim)`` per N.
 
-    The call is a ``tf.function`` (its trace for each N falls in the warm-up), so the time is
+    The call is a ``tf.function``, traced once for any N (in the first warm-up), so the time is
     the layer's maths rather than Python's per-operation overhead in eager mode.
 
     Args:
@@ -268,7 +268,8 @@ def time_forward(layers: Mapping[str, keras.layers.Layer], sizes: Mapping[str, S
     rows: list[dict] = []
     slopes: dict[str, dict] = {}
     for name, layer in layers.items():
-        forward = tf.function(lambda x, layer=layer: tf.reduce_sum(layer(x)))
+        forward = tf.function(lambda x, layer=layer: tf.reduce_sum(layer(x)),
+                              input_signature=[tf.TensorSpec((1, None, embed_dim))])
         mine = []
         for n in sizes[name]:
             x = keras.random.normal((1, n, embed_dim), seed=0)
