@@ -95,9 +95,14 @@ def _bench(args: argparse.Namespace) -> int:
     if args.overwrite and args.what != "limits":
         raise ValueError("--overwrite replaces the results of `bench limits`: use it with "
                          "`bench limits`.")
+    if (args.save or args.ship) and args.what == "epoch":
+        raise ValueError("--save and --ship keep a record of `bench attention`, `bench train` or "
+                         "`bench limits`, not of `bench epoch`.")
     if args.what == "epoch":
         return _bench_epoch(args)
     options = {"trace_dir": args.trace} if args.trace is not None else {}
+    if args.save or args.ship:
+        options.update(save=args.save, ship=args.ship)
     if args.precision is not None:
         options["precision"] = args.precision
     if args.what == "attention":
@@ -105,8 +110,7 @@ def _bench(args: argparse.Namespace) -> int:
     elif args.what == "limits":
         from eanet_course.bench.limits import run
 
-        options.update(shard=args.shard, train=not args.gather, save=args.save, ship=args.ship,
-                       overwrite=args.overwrite)
+        options.update(shard=args.shard, train=not args.gather, overwrite=args.overwrite)
     else:
         from eanet_course.bench.training import run
     run(quick=args.quick, out_dir=args.out_dir, **options)
@@ -318,11 +322,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="train: also time and train the course in this precision, beside "
                             "float32; epoch: time the epoch in this precision")
     bench.add_argument("--save", action="store_true",
-                       help="limits: also keep the result as your own record in "
-                            "$EANET_HOME/results, which the notebooks show beside the shipped one")
+                       help="attention, train, limits: also keep the result as your own record "
+                            "in $EANET_HOME/results, which the notebooks show beside the shipped "
+                            "one")
     bench.add_argument("--ship", action="store_true",
-                       help="limits: write the record into the package (maintainers, in a "
-                            "checkout)")
+                       help="attention, train, limits: write the record into the package "
+                            "(maintainers, in a checkout)")
     bench.add_argument("--overwrite", action="store_true",
                        help="limits: replace a limits.json of another plan in --out (without "
                             "it, that is refused before anything is trained)")

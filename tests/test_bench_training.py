@@ -122,6 +122,11 @@ def test_run_reports_the_share_of_the_matmul_rate(tmp_path, monkeypatch):
     assert results["course_cpu_s_per_step"] > 0 and results["cpu_ratio"] == pytest.approx(
         results["example_cpu_s_per_step"] / results["course_cpu_s_per_step"])
     assert results["example_step_flops"] == 3 * 16 * _eanet_forward_flops_by_hand(small["paper"])
+    # One round (quick): its figures are the round's, a spread of one.
+    for key in ("course_images_per_s", "example_images_per_s", "ratio", "matmul_share"):
+        spread = results["spread"][key]
+        assert spread["low"] == spread["median"] == spread["high"] == pytest.approx(results[key])
+    assert results["load_average"]["low"] <= results["load_average"]["high"]
     ops = results["trace"]["op_seconds_by_type"]
     # oneDNN's kernels keep their own names (_MklMatMul, _MklSoftmax) in the trace.
     assert any("MatMul" in kind and t > 0 for kind, t in ops.items())
@@ -129,11 +134,42 @@ def test_run_reports_the_share_of_the_matmul_rate(tmp_path, monkeypatch):
     assert list((tmp_path / "trace" / "plugins" / "profile").glob("*/*.xplane.pb"))
 
 
+def test_rounds_give_medians_and_their_spread(monkeypatch, tmp_path):
+    # Four rounds with made-up step times: the figures are medians over the rounds, the ratio
+    # is taken side by side in each round.
+    walls = iter([2.0, 1.0, 4.0, 1.0, 2.0, 2.0, 3.0, 1.5])  # example, course, per round
+    monkeypatch.setattr(training, "get_profile", {
+        "paper": get_profile("paper").replace(batch_size=4),
+        "ci": get_profile("ci").replace(epochs=1)}.__getitem__)
+
+    def timed(self, steps, callbacks=()):
+        times = training._StepTimes()
+        wall = next(walls)
+        times.seconds, times.cpu_seconds = [wall] * steps, [wall] * steps
+        return times
+
+    monkeypatch.setattr(training._Recipe, "time", timed)
+    monkeypatch.setattr(training, "matmul_rate", lambda: 1e9)
+    monkeypatch.setattr(training, "_train_ci", lambda config: type("R", (), {
+        "test_metrics": {"accuracy": 0.5}, "wall_time_s": 1.0, "history": {"loss": [1.0]}})())
+    for recipe in ("_course", "_keras_example"):  # no model: the timings above stand in
+        monkeypatch.setattr(training, recipe, lambda config, x, y: training._Recipe(None, None))
+    monkeypatch.setattr(training, "training_step_flops", lambda model, batch: 1e9)
+    results = training.run(quick=False, out_dir=tmp_path)
+    assert results["rounds"] == 4
+    assert results["spread"]["ratio"] == {"median": 2.0, "low": 1.0, "high": 4.0}
+    assert results["ratio"] == 2.0
+    assert results["spread"]["course_images_per_s"]["low"] == pytest.approx(4 / 2.0)
+
+
 def test_cli_passes_trace_to_bench_train_only(monkeypatch, tmp_path, capsys):
     calls = []
     monkeypatch.setattr(training, "run", lambda **kwargs: calls.append(kwargs))
     assert main(["bench", "train", "--quick", "--trace", str(tmp_path)]) == 0
     assert calls == [{"quick": True, "out_dir": None, "trace_dir": str(tmp_path)}]
+    assert main(["bench", "train", "--ship"]) == 0
+    assert calls[-1] == {"quick": False, "out_dir": None, "save": False, "ship": True}
+    calls.pop()
     assert main(["bench", "attention", "--trace", str(tmp_path)]) == 2
     assert "use it with `bench train`" in capsys.readouterr().err
     assert len(calls) == 1

@@ -7,4 +7,8 @@
   example's, and against the machine's matmul rate (FLOPs counted by :mod:`eanet_course.bench.flops`).
 * :mod:`eanet_course.bench.limits` -- what external attention can learn across patches, against
   self-attention, on the digit-tile tasks of :mod:`eanet_course.tasks`.
+
+The course ships the full runs of all three as records (:mod:`eanet_course.results`); ``--save``
+keeps a learner's own run beside them, and the notebooks show both, each labelled.
+``notebooks/MEASURED.md`` says how every figure of the course is measured.
 """

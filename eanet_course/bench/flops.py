@@ -28,7 +28,7 @@ import time
 import keras
 import tensorflow as tf
 
-__all__ = ["forward_flops", "training_step_flops", "matmul_rate"]
+__all__ = ["forward_flops", "forward_op_count", "training_step_flops", "matmul_rate"]
 
 #: Matrix-product ops of a TensorFlow graph whose FLOPs :func:`forward_flops` counts.
 PRODUCT_OPS = ("MatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum", "Conv2D")
@@ -91,6 +91,19 @@ def forward_flops(model: keras.Model, batch_size: int = 1) -> dict[str, int]:
             layer = _layer_of(op.name, model.name)
             flops[layer] = flops.get(layer, 0) + _op_flops(op)
     return flops
+
+
+#: Graph ops that launch no kernel of their own: constants, variable reads, identities, inputs.
+_BOOKKEEPING_OPS = ("Const", "Identity", "ReadVariableOp", "NoOp", "Placeholder")
+
+
+def forward_op_count(model: keras.Model, batch_size: int = 1) -> int:
+    """How many TensorFlow ops one forward pass runs (inference: ``training=False``), leaving out
+    constants, variable reads, identities and inputs: the kernels each call launches, each with
+    a fixed cost whatever its size."""
+    spec = tf.TensorSpec((batch_size, *model.input_shape[1:]), model.inputs[0].dtype)
+    graph = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec).graph
+    return sum(op.type not in _BOOKKEEPING_OPS for op in graph.get_operations())
 
 
 def training_step_flops(model: keras.Model, batch_size: int) -> int:

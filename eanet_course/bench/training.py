@@ -10,8 +10,10 @@ architecture and batch (N = 256 patches, 8 blocks, batch 128):
   ``tf.data`` pipeline (augmentation outside the model, on raw pixels, prefetched).
 
 Each is timed per step with a Keras callback, the two in alternating rounds on the same
-models: the median step (the first of every ``fit`` left out), as images per second, and the
-ratio of the two.
+models: in each round the median step (the first of every ``fit`` left out) and the ratio of
+the two, side by side; the figures are the medians over the rounds, with the lowest and highest
+round as their spread (``"spread"`` in the JSON), and the load average seen before each round
+(other programs on the same cores).
 
 Then the step against the machine's limit (:mod:`eanet_course.bench.flops`): the FLOPs of one
 training step counted from the model's matrix products, the machine's float32 matmul rate
@@ -27,6 +29,9 @@ time. Results go to ``training.json``. These are benchmark figures, not tests.
 architecture, batch and pipeline), prints both throughputs and their ratio, trains the ``ci``
 profile in both precisions and prints both test accuracies (``"precision"`` in the JSON).
 
+``--save`` also keeps the results as the record ``train`` in ``$EANET_HOME/results``
+(:mod:`eanet_course.results`), beside the course's shipped one (``--ship``, for maintainers).
+
 ``python -m eanet_course bench epoch`` (:func:`run_epoch`) times one whole training epoch of a
 profile, fitted as :func:`~eanet_course.training.train` fits it, on 50,000 random CIFAR-sized
 images: the learner's wait per epoch (``epoch.json``).
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -47,6 +53,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from eanet_course import results as records
 from eanet_course.bench._report import machine, out_dir as bench_dir
 from eanet_course.bench.flops import matmul_rate, training_step_flops
 from eanet_course.bench.keras_example import build_keras_example
@@ -77,11 +84,6 @@ class _StepTimes(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self.seconds.append(time.perf_counter() - self._start)
         self.cpu_seconds.append(time.process_time() - self._cpu_start)
-
-    def add(self, other: "_StepTimes") -> None:
-        """Append the steps of ``other`` (another round of the same recipe)."""
-        self.seconds += other.seconds
-        self.cpu_seconds += other.cpu_seconds
 
     def medians(self) -> tuple[float, float]:
         """The median step: ``(wall seconds, CPU seconds)``."""
@@ -203,16 +205,22 @@ def _check_precision(precision: str | None) -> None:
                          f"of {list(PRECISIONS[1:])} to time it beside float32.")
 
 
+def _spread(values: Sequence[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "low": min(values), "high": max(values)}
+
+
 def run(quick: bool = False, out_dir: str | Path | None = None,
-        trace_dir: str | Path | None = None, precision: str | None = None) -> dict:
+        trace_dir: str | Path | None = None, precision: str | None = None,
+        save: bool = False, ship: bool = False) -> dict:
     """Measure and print both throughputs, against the machine's limit, and the ``ci`` result.
 
     The recipes are timed in alternating rounds (example, course, the course in ``precision``
     when given, matmul rate, ...), so that a change in the machine's load falls on all of them;
-    each figure is the median over rounds.
+    each round gives each recipe's median step and their ratios, and each figure is the median
+    over the rounds (``"spread"``: median, lowest and highest round).
 
     Args:
-        quick: one round of 3 steps per recipe instead of 3 rounds of 8 (a paper-size step
+        quick: one round of 3 steps per recipe instead of 4 rounds of 6 (a paper-size step
             takes about a second on two CPU cores); the ``ci`` training is the same.
         out_dir: where ``training.json`` goes; default ``eanet_home() / "bench"``.
         trace_dir: if given, a TensorBoard profiler trace of 2 more course steps goes there
@@ -220,12 +228,18 @@ def run(quick: bool = False, out_dir: str | Path | None = None,
             the time by op type is printed and saved.
         precision: if given (``"mixed_bfloat16"``), the course's step in that precision joins
             every round after the float32 one, and the ``ci`` profile is trained in it too.
+        save: also write the record ``train`` (:func:`eanet_course.results.save`) to
+            ``$EANET_HOME/results`` (the CLI's ``--save``).
+        ship: write the record into the package instead (``--ship``, for maintainers).
 
     Returns:
         ``{"machine", "quick", "batch_size", "steps", "rounds", "course_images_per_s",
         "example_images_per_s", "ratio", "example_cpu_s_per_step", "course_cpu_s_per_step",
         "cpu_ratio", "step_flops", "example_step_flops", "matmul_flops_per_s",
-        "course_flops_per_s", "matmul_share", "ci": {"test_accuracy", "wall_time_s", "epochs"}}``
+        "course_flops_per_s", "matmul_share", "spread", "load_average", "ci": {"test_accuracy",
+        "wall_time_s", "epochs"}}``; ``spread`` holds ``{"median", "low", "high"}`` over the
+        rounds of ``course_images_per_s``, ``example_images_per_s``, ``ratio``, ``cpu_ratio``,
+        ``matmul_flops_per_s`` and ``matmul_share``,
         plus ``"trace": {"dir", "op_seconds_by_type"}`` with ``trace_dir``, and with
         ``precision`` ``"precision": {"name", "cpu_bf16_flags", "images_per_s",
         "float32_images_per_s", "ratio", "s_per_step", "float32_s_per_step", "cpu_s_per_step",
@@ -237,8 +251,9 @@ def run(quick: bool = False, out_dir: str | Path | None = None,
         step reaches.
     """
     _check_precision(precision)
+    started = time.perf_counter()
     config = get_profile("paper")
-    steps, rounds = (3, 1) if quick else (8, 3)
+    steps, rounds = (3, 1) if quick else (6, 4)
     n = (steps + 1) * config.batch_size
     rng = np.random.default_rng(0)
     # Enough images that 80% (the training split) still fills every timed batch.
@@ -246,8 +261,9 @@ def run(quick: bool = False, out_dir: str | Path | None = None,
                                    *config.input_shape), dtype=np.uint8)
     y = rng.integers(0, config.num_classes, size=len(x))
     print(f"Training throughput on the CPU, paper architecture (N={config.num_patches}, "
-          f"{config.num_blocks} blocks), batch {config.batch_size}: the median of {rounds} x "
-          f"{steps} steps, each recipe in turn; random CIFAR-shaped images (timing only).")
+          f"{config.num_blocks} blocks), batch {config.batch_size}: {rounds} round(s) of "
+          f"{steps} steps, each recipe in turn; in each round the median step; the median of "
+          "the rounds (lowest to highest); random CIFAR-shaped images (timing only).")
     with tf.device("/CPU:0"):
         recipes = {"example": _keras_example(config, x, y), "course": _course(config, x, y)}
         if precision is not None:
@@ -255,43 +271,68 @@ def run(quick: bool = False, out_dir: str | Path | None = None,
         course = recipes["course"]
         step_flops = training_step_flops(course.model, config.batch_size)
         example_flops = training_step_flops(recipes["example"].model, config.batch_size)
-        times, rates = {name: _StepTimes() for name in recipes}, []
+        # {recipe: [(wall, cpu) median step of each round]}, the matmul rate of each round
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in recipes}
+        rates, loads = [], []
         for _ in range(rounds):
+            loads.append(os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"))
             for name, recipe in recipes.items():
-                times[name].add(recipe.time(steps))
+                times[name].append(recipe.time(steps).medians())
             rates.append(matmul_rate())
-    example_wall, example_cpu = times["example"].medians()
-    course_wall, course_cpu = times["course"].medians()
+    per_round = {
+        "example_images_per_s": [config.batch_size / wall for wall, _ in times["example"]],
+        "course_images_per_s": [config.batch_size / wall for wall, _ in times["course"]],
+        "ratio": [e[0] / c[0] for e, c in zip(times["example"], times["course"])],
+        "cpu_ratio": [e[1] / c[1] for e, c in zip(times["example"], times["course"])],
+        "matmul_flops_per_s": rates,
+        "matmul_share": [step_flops / wall / rate
+                         for (wall, _), rate in zip(times["course"], rates)],
+    }
+    spread = {key: _spread(values) for key, values in per_round.items()}
+    example_wall, example_cpu = (statistics.median(t) for t in zip(*times["example"]))
+    course_wall, course_cpu = (statistics.median(t) for t in zip(*times["course"]))
     example_ips = config.batch_size / example_wall
     course_ips = config.batch_size / course_wall
     rate = statistics.median(rates)
     course_rate = step_flops * course_ips / config.batch_size
-    share = course_rate / rate
-    ratio = course_ips / example_ips
-    print(f"  Keras example (augmentation in the model, fit on NumPy): {example_ips:8.1f} images/s")
-    print(f"  course (tf.data augmentation, model alone):              {course_ips:8.1f} images/s")
-    print(f"  ratio course / example: {ratio:.2f}x (target >= 1.3x); in CPU seconds per step "
-          f"(steadier under load): {example_cpu:.2f} / {course_cpu:.2f} = "
-          f"{example_cpu / course_cpu:.2f}x")
+    share = spread["matmul_share"]["median"]
+    ratio = spread["ratio"]["median"]
+
+    def between(key: str, fmt: str, scale: float = 1.0) -> str:
+        found = spread[key]
+        return ("" if rounds == 1
+                else f" ({found['low'] / scale:{fmt}} to {found['high'] / scale:{fmt}})")
+
+    print(f"  Keras example (augmentation in the model, fit on NumPy): {example_ips:8.1f} images/s"
+          + between("example_images_per_s", ".1f"))
+    print(f"  course (tf.data augmentation, model alone):              {course_ips:8.1f} images/s"
+          + between("course_images_per_s", ".1f"))
+    print(f"  ratio course / example, side by side in each round: {ratio:.2f}x"
+          f"{between('ratio', '.2f')} (target >= 1.3x); in CPU seconds per step (steadier "
+          f"under load): {spread['cpu_ratio']['median']:.2f}x{between('cpu_ratio', '.2f')}")
     per_image = step_flops / config.batch_size
     print(f"  one training step: {step_flops / 1e9:.1f} GFLOP ({per_image / 1e9:.2f} GFLOP per "
           "image: 3 x the matrix products of the forward pass); the example's: "
           f"{example_flops / 1e9:.1f} GFLOP")
-    print(f"  the machine's fp32 matmul (2048 x 2048): {rate / 1e9:.1f} GFLOP/s")
-    print(f"  the course's step: {course_rate / 1e9:.1f} GFLOP/s, {share:.1%} of the matmul rate "
-          "(target >= 30%)")
+    print(f"  the machine's fp32 matmul (2048 x 2048): {rate / 1e9:.1f} GFLOP/s"
+          + between("matmul_flops_per_s", ".1f", 1e9))
+    print(f"  the course's step: {course_rate / 1e9:.1f} GFLOP/s, {share:.1%}"
+          f"{between('matmul_share', '.1%')} of the matmul rate (target >= 30%)")
+    print(f"  1-minute load average before each round (other programs included): "
+          + ", ".join(f"{load:.1f}" for load in loads))
 
     results = {
         "machine": machine(), "quick": quick, "batch_size": config.batch_size, "steps": steps,
         "rounds": rounds, "course_images_per_s": course_ips, "example_images_per_s": example_ips,
         "ratio": ratio, "example_cpu_s_per_step": example_cpu,
-        "course_cpu_s_per_step": course_cpu, "cpu_ratio": example_cpu / course_cpu,
+        "course_cpu_s_per_step": course_cpu, "cpu_ratio": spread["cpu_ratio"]["median"],
         "step_flops": step_flops, "example_step_flops": example_flops,
         "matmul_flops_per_s": rate,
         "course_flops_per_s": course_rate, "matmul_share": share,
+        "spread": spread, "load_average": _spread(loads),
     }
     if precision is not None:
-        wall, cpu = times[precision].medians()
+        wall, cpu = (statistics.median(t) for t in zip(*times[precision]))
         flags = _bf16_flags()
         print(f"\nThe course's step in {precision} (blocks in bfloat16 on float32 weights, "
               "classifier in float32), in the same rounds; bfloat16 instructions listed in "
@@ -332,7 +373,14 @@ def run(quick: bool = False, out_dir: str | Path | None = None,
             "test_accuracy": other_accuracy, "float32_test_accuracy": accuracy,
             "wall_time_s": other.wall_time_s, "float32_wall_time_s": result.wall_time_s,
             "epochs": len(other.history.get("loss", []))}
-    return _save(results, out_dir, "training.json")
+    _save(results, out_dir, "training.json")
+    if save or ship:
+        command = ("python -m eanet_course bench train" + " --quick" * quick
+                   + f" --precision {precision}" * (precision is not None))
+        path = records.save("train", results, command=command,
+                            wall_time_s=time.perf_counter() - started, ship=ship)
+        print(f"Saved the record {path}")
+    return results
 
 
 def _train_ci(config: EANetConfig):
