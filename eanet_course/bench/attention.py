@@ -340,8 +340,9 @@ def fit_slopes(rows: Sequence[Mapping], fit_from: int = 1) -> dict[str, dict]:
     """The log-log slopes of every layer in ``rows`` with two sizes or more, from N = ``fit_from``.
 
     Returns:
-        ``{layer: {"time", "time_range": [shallowest, steepest], "time_runs", "memory",
-        "range": [lo, hi]}}``: ``time_range`` is :func:`slope_range` of the rows' spread,
+        ``{layer: {"time", "time_range", "time_runs", "memory", "range"}}``: ``time`` the
+        slope of the medians, ``time_range`` ``[shallowest, steepest]``, :func:`slope_range` of
+        the rows' spread, ``range`` ``[lo, hi]`` of the sizes fitted,
         ``time_runs`` the slope of each round where rows hold ``time_ms_runs`` of several
         rounds (else None), ``memory`` None where a row has no positive peak.
     """
