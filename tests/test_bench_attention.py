@@ -129,7 +129,7 @@ def test_cli_save_and_ship_pass_the_record(flag, monkeypatch, capsys):
     assert main(["bench", "attention", "--quick", flag]) == 0
     assert calls == [{"quick": True, "out_dir": None, "save": flag == "--save",
                       "ship": flag == "--ship"}]
-    assert main(["bench", "epoch", flag]) == 1
+    assert main(["bench", "epoch", flag]) == 2
     assert "not of `bench epoch`" in capsys.readouterr().err
 
 
