@@ -123,13 +123,22 @@ def check_folder(path: str | os.PathLike, flag: str = "--logdir") -> Path:
 
 
 def prepare(path: str | os.PathLike, flag: str = "--logdir") -> Path:
-    """Check ``path`` (:func:`check_folder`), then create it and mark it as the course's."""
+    """Check ``path`` (:func:`check_folder`), then create it and mark it as the course's.
+
+    The marker is created in place with ``O_EXCL``, not through a temporary file: between the
+    ``mkdir`` and the marker the folder is empty, so another process checking it at that moment
+    (the workers of one cluster share a run folder) never sees an unmarked folder with files.
+    Only the marker's existence counts, so a partly written one is still a marker.
+    """
     folder = check_folder(path, flag)
     folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / MARKER).exists():
-        with atomic_write(folder / MARKER) as f:
-            f.write("Written by the EANet course (python -m eanet_course): a folder it may "
-                    "write into.\n")
+    try:
+        descriptor = os.open(folder / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        return folder
+    with os.fdopen(descriptor, "w", encoding="utf-8") as f:
+        f.write("Written by the EANet course (python -m eanet_course): a folder it may "
+                "write into.\n")
     return folder
 
 

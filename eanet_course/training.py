@@ -129,7 +129,10 @@ def train(
     """
     run_dir = _validate(config, epochs, strategy, callbacks, verbose, logdir)
     epochs = config.epochs if epochs is None else epochs
-    run_dir = _worker_dir(run_dir or default_run_dir(config), strategy)
+    shared = run_dir or default_run_dir(config)
+    run_dir = _worker_dir(shared, strategy)
+    if run_dir != shared:  # a worker marks the shared folder before it makes its own inside
+        runs.prepare(shared, "logdir")
     with runs.hold(run_dir, "logdir") as folder:
         _claim(folder, config)
         return runs.train_in(folder, _CourseRecipe(config, strategy, verbose), epochs,

@@ -143,6 +143,29 @@ def test_a_busy_folder_is_refused_at_once(tmp_path):
     assert sorted(p.name for p in run.iterdir()) == [runs.MARKER, ".lock"]
 
 
+def test_a_worker_marks_the_shared_folder_before_it_makes_its_own(monkeypatch, tmp_path):
+    """Workers of one cluster start together and share ``logdir``: a non-chief worker's folder
+    lies inside the chief's, so the chief, looking a moment later, must find the shared folder
+    marked as the course's (CI once saw the chief refuse it)."""
+    shared = tmp_path / "run"
+    monkeypatch.setattr(training, "_worker_dir",
+                        lambda run_dir, strategy: run_dir / "workers" / "worker-1")
+
+    class Stop(Exception):
+        pass
+
+    def hold(path, flag):
+        runs.prepare(path, flag)  # the worker makes its own folder ...
+        assert runs.check_folder(shared, "logdir") == shared  # ... and the chief looks
+        raise Stop
+
+    monkeypatch.setattr(runs, "hold", hold)
+    with pytest.raises(Stop):
+        training.train(TINY, logdir=shared, verbose=0)
+    assert (shared / runs.MARKER).is_file()
+    assert (shared / "workers" / "worker-1" / runs.MARKER).is_file()
+
+
 def test_load_or_train_trains_once_then_loads(monkeypatch, tmp_path):
     monkeypatch.setenv("EANET_HOME", str(tmp_path))
     config = TINY.replace(epochs=1)
