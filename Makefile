@@ -40,12 +40,16 @@ $(VENV)/.installed-%: $(VENV)/.installed
 lab: setup
 	$(BIN)/jupyter lab $(ALLOW_ROOT) --ServerApp.root_dir=. notebooks/00_setup_and_data.ipynb
 
-# Package tests, every notebook, solution and exercise under nbval, and the browser test.
+# Package tests, every notebook, solution and exercise under nbval, and the browser test, in
+# TEST_JOBS processes (pytest-xdist; one per core, at most 4: each holds TensorFlow and a kernel).
+# A file's tests run in one process, in order (--dist loadfile): a notebook's cells share a kernel.
+TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n > 4 ? 4 : n )))
 test: $(VENV)/.installed-dev
 	scripts/ensure-chromium.sh $(BIN)/python
 	scripts/ensure-bubblewrap.sh
-	$(TEST_ENV) $(BIN)/python -m pytest --nbval-lax --nbval-current-env \
-		--nbval-cell-timeout=600 --timeout=900 tests notebooks solutions exercises
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile --durations=15 \
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 --timeout=900 \
+		tests notebooks solutions exercises
 
 # The course as a website, built offline into _build/book/html (notebooks run once under the ci
 # profile and are cached in _build/book; tests/test_book.py, part of `make test`, checks it).
