@@ -36,8 +36,10 @@ project = "EANet, hands on"
 author = "the eanet-course authors"
 copyright = "the eanet-course authors, Apache-2.0"
 
-extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "readme_sections",
-              "course_pages"]
+# MathJax from the site itself (sphinx-mathjax-offline copies MathJax 3 into _static), so that
+# formulas are typeset offline too.
+extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx-mathjax-offline",
+              "readme_sections", "course_pages"]
 course_profile = PROFILE
 course_extensions_digest = hashlib.sha256(
     b"".join(p.read_bytes() for p in sorted((BOOK / "_ext").glob("*.py")))).hexdigest()

@@ -195,10 +195,13 @@ def test_every_formula_is_typeset_by_mathjax(site, notebook):
     markdown = " ".join("".join(cell["source"]) for cell in json.loads(notebook.read_text())["cells"]
                         if cell["cell_type"] == "markdown")
     formulas = MATH.findall(re.sub(r"`[^`\n]*`", "", markdown))
-    html = _page(site, notebook).read_text(encoding="utf-8")
     typeset = _article(site, notebook).select(".math")
     assert len(typeset) >= len(formulas), f"{len(formulas)} formulas, {len(typeset)} typeset"
-    assert not formulas or "mathjax" in html.lower(), "formulas but no MathJax"
+    if formulas:
+        scripts = [urlsplit(tag["src"]).path for tag in _soup(_page(site, notebook))
+                   .select("script[src]") if "mathjax" in tag["src"].lower()]
+        assert scripts == ["../_static/mathjax/tex-chtml.js"], f"MathJax from {scripts}"
+        assert (HTML / "_static" / "mathjax" / "tex-chtml.js").is_file()
 
 
 def test_the_profile_note_is_folded_to_one_line(site):
@@ -327,9 +330,9 @@ def test_every_executed_notebook_is_cached_for_the_next_build(site):
 
 # ---- in a browser, offline ---------------------------------------------------------------
 
-# Loaded by the pages at view time, never at build time: MathJax for maths, and the Jupyter
-# widgets' HTML manager (with require.js) for saved widgets. Offline they are refused; the
-# pages render without them.
+# Loaded by the pages at view time, never at build time: the Jupyter widgets' HTML manager
+# (with require.js) for saved widgets. Offline it is refused; the pages render without it.
+# MathJax is the site's own (_static/mathjax), so formulas are typeset offline.
 VIEW_TIME_HOSTS = {"cdn.jsdelivr.net", "cdnjs.cloudflare.com"}
 # What a phone would clip: the page scrolling sideways, or the article, a figure or a saved
 # widget (when drawn) wider than its box without its own scroll bar.
@@ -398,6 +401,9 @@ def test_landing_page_and_notebook_04_render_offline_in_chromium(served):
             widths = figures.evaluate_all("imgs => imgs.map(i => i.complete && i.naturalWidth)")
             assert all(widths), f"figures that did not load: {widths}"
             assert page.locator(".course-label").first.is_visible()
+            # Formulas typeset by the site's own MathJax, with the network cut.
+            page.locator("mjx-container").first.wait_for(state="attached", timeout=30_000)
+            assert page.locator("mjx-container").count() >= page.locator(".math").count() > 0
             page.screenshot(path=SHOTS / "04_double_normalization.png", full_page=True)
 
             # On a phone (390 px wide): no page wider than the screen, the note one line high.
@@ -418,6 +424,7 @@ def test_landing_page_and_notebook_04_render_offline_in_chromium(served):
         finally:
             browser.close()
     hosts = {urlsplit(url).hostname for url in refused}
+    assert not [url for url in refused if "mathjax" in url.lower()], "MathJax from a CDN"
     assert hosts <= VIEW_TIME_HOSTS, f"the pages asked for unexpected hosts: {sorted(hosts)}"
     print(f"\nscreenshots in {SHOTS}; refused view-time requests: {sorted(set(refused))}")
 

@@ -103,7 +103,8 @@ def save(name: str, data: Any, *, command: str, wall_time_s: float, ship: bool =
         name: the record's name, e.g. ``"limits"``.
         data: anything JSON can hold.
         command: the command that reruns the measurement.
-        wall_time_s: how long the measurement took.
+        wall_time_s: how long the measurement took, in seconds of one process: a measurement
+            run in shards side by side (``bench limits --shard``) adds up its shards' times.
         ship: False (default): the learner's own copy, ``$EANET_HOME/results/<name>.json``.
             True: the package's shipped file (for maintainers, in a checkout).
     """
@@ -147,5 +148,5 @@ def label(found: dict[str, Any], which: str = "shipped") -> str:
     seconds = float(where.get("wall_time_s") or 0)
     took = f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
     return (f"{which}: measured on {host.get('cpu', '?')}, {host.get('cores', '?')} cores, "
-            f"{str(where.get('date', '?'))[:10]} (commit {commit}), {took}: "
+            f"{str(where.get('date', '?'))[:10]} (commit {commit}), {took} of measuring: "
             f"{where.get('command', '?')}")
