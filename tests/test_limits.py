@@ -260,6 +260,20 @@ def test_regimes_follow_the_means_and_the_spread():
     assert verdicts == ["external ahead", "level", "neither learned", "self ahead"]
 
 
+def test_regimes_also_judge_against_the_standard_self_attention():
+    row = {"task": "t", "N": 4, "S": 16, "chance": 0.1,
+           "external": {"accuracy": [0.3, 0.9, 0.6]},       # noisy: level with both
+           "self_matched": {"accuracy": [0.62, 0.65, 0.68]},
+           "self": {"accuracy": [0.85, 0.86, 0.87]}}
+    tight = {**row, "external": {"accuracy": [0.60, 0.61, 0.62]}}  # self is ahead of it
+    noisy, ahead = limits.regimes({"tasks": [row, tight]})
+    assert (noisy["verdict"], noisy["standard"]) == ("level", "level")
+    assert (ahead["verdict"], ahead["standard"]) == ("level", "self ahead")
+    assert abs(ahead["standard_self"] - 0.86) < 1e-9
+    only_standard = limits.regimes({"tasks": [{**row, "self_matched": {"accuracy": []}}]})[0]
+    assert only_standard["against"] == "self" and "standard" not in only_standard
+
+
 def test_the_matched_self_attention_holds_about_the_external_layers_weights():
     for s in (4, 16, 64):
         k = limits.matched_key_dim(limits.FULL, s)

@@ -396,6 +396,19 @@ def gaps(results: dict, threshold: float = 0.15, against: str = "self") -> list[
     return sorted(found, key=lambda g: -abs(g["difference"]))
 
 
+def _verdict(row: dict, other: str, margin: float) -> str:
+    """External attention against ``other`` on one row (see :func:`regimes`)."""
+    ext, rival = _mean(row, "external"), _mean(row, other)
+    if ext is None or rival is None:
+        return "not run"
+    noise = 2 * max(_spread(row, "external"), _spread(row, other))
+    if max(ext, rival) - row["chance"] < margin:
+        return "neither learned"
+    if abs(ext - rival) > max(margin, noise):
+        return "external ahead" if ext > rival else "self ahead"
+    return "level"
+
+
 def regimes(results: dict, margin: float = 0.05) -> list[dict]:
     """What each row supports, computed from its runs: a verdict and its reason per row.
 
@@ -404,28 +417,23 @@ def regimes(results: dict, margin: float = 0.05) -> list[dict]:
     standard one) are *apart* when their means differ by more than ``margin`` and by more than
     twice the larger spread over seeds. Verdicts: ``"not run"``, ``"neither learned"``,
     ``"external ahead"``, ``"self ahead"``, ``"level"``; each with ``"seeds"`` (how many runs
-    the verdict rests on, the smaller of the two models').
+    the verdict rests on, the smaller of the two models'). Where the parameter-matched one is
+    the rival, ``"standard"`` holds the verdict against the standard self-attention too, and
+    ``"standard_self"`` its mean (``None`` where it did not run).
     """
     found = []
     for row in results["tasks"]:
         other = "self_matched" if _mean(row, "self_matched") is not None else "self"
         ext, rival = _mean(row, "external"), _mean(row, other)
-        entry = {"task": row["task"], "N": row["N"], "S": row["S"], "against": other}
-        if ext is None or rival is None:
-            found.append({**entry, "verdict": "not run", "seeds": 0, "external": ext,
-                          "self": rival})
+        entry = {"task": row["task"], "N": row["N"], "S": row["S"], "against": other,
+                 "verdict": _verdict(row, other, margin), "external": ext, "self": rival}
+        if other == "self_matched":
+            entry.update(standard=_verdict(row, "self", margin), standard_self=_mean(row, "self"))
+        if entry["verdict"] == "not run":
+            found.append({**entry, "seeds": 0})
             continue
         seeds = min(len(row["external"]["accuracy"]), len(row[other]["accuracy"]))
-        noise = 2 * max(_spread(row, "external"), _spread(row, other))
-        difference = ext - rival
-        if max(ext, rival) - row["chance"] < margin:
-            verdict = "neither learned"
-        elif abs(difference) > max(margin, noise):
-            verdict = "external ahead" if difference > 0 else "self ahead"
-        else:
-            verdict = "level"
-        found.append({**entry, "verdict": verdict, "seeds": seeds, "external": ext,
-                      "self": rival, "difference": difference})
+        found.append({**entry, "seeds": seeds, "difference": ext - rival})
     return found
 
 
