@@ -6,13 +6,16 @@ mistakes and the near misses a weak checker lets through (an unstable softmax, o
 the whole array, a uint8 cast, a result cached by shape, a model built to count parameters, an
 input changed in place, a pair in the wrong order...); every one must fail with a "Likely
 mistake:" line, and where the bank gives words, that line must contain them. More answers,
-written from the exercises' text as a learner reads it, are in ``learner_bank.py``. The rates
-are printed (``pytest -s``) and held to the issue's targets.
+written from the exercises' text as a learner reads it, are in ``learner_bank.py`` and
+``learner_bank_<group>.py``. The rates are printed (``pytest -s``) and held to the issue's
+targets.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
+import pathlib
 
 import keras
 import numpy as np
@@ -1135,6 +1138,9 @@ BANK = [
     (C.check_em_step, em_sums, False, "weighted sums"),
 ]
 BANK += LEARNER_BANK
+# Further banks, one per group of checkers: tests/learner_bank_<group>.py, each with a BANK list.
+for _path in sorted(pathlib.Path(__file__).parent.glob("learner_bank_*.py")):
+    BANK += importlib.import_module(_path.stem).BANK
 NUMPY_CHECKERS = [C.check_standardize, C.check_extract_patches,
                   C.check_scaled_dot_product_attention, C.check_double_normalization,
                   C.check_external_attention, C.check_split_heads, C.check_merge_heads,
