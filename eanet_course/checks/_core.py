@@ -640,3 +640,154 @@ def fresh_rng() -> np.random.Generator:
     """An unseeded generator: a case no learner can have seen before (defeats cached or
     hard-coded results)."""
     return np.random.default_rng()
+
+
+# -- bank-attn: more diagnoses, from how a wrong result relates to the right one, and more
+# causes of the errors learners' code raises. Checkers call compare_more and call_more where
+# they would call compare and call; both fall back to those.
+
+#: Errors the generic explanation above does not name: (needles, cause).
+MORE_ERROR_CAUSES = [
+    (("axes don't match array",),
+     "a transpose with a fixed list of axes, written for one number of axes: the inputs here "
+     "have another. Swap the last two axes only (np.swapaxes(k, -1, -2)) and count axes from "
+     "the end."),
+    (("'float' object cannot be interpreted as an integer", "must be int, not float",
+      "float' object cannot be interpreted"),
+     "a size computed with `/`, which gives a float: a shape needs integers, so use integer "
+     "division `//`."),
+    (("operands could not be broadcast",),
+     "a sum or maximum without keepdims=True: it drops the axis it reduces, so dividing by it "
+     "broadcasts against the wrong axis (or fails). Keep the axis: .sum(axis=..., "
+     "keepdims=True)."),
+]
+
+
+def call_more(fn: Callable, *args, what: str):
+    """:func:`call`, with the causes in :data:`MORE_ERROR_CAUSES` named when the learner's code
+    raises one of those errors."""
+    try:
+        return call(fn, *args, what=what)
+    except Mistake as error:
+        text = str(error)
+        head = text[:text.rfind("Likely mistake: ")] if "Likely mistake: " in text else text
+        for needles, cause in MORE_ERROR_CAUSES:
+            if " raised " in head and any(n in head.lower() for n in needles):
+                raise Mistake(f"{head}Likely mistake: {cause}") from None
+        raise
+
+
+def _order_along(got: np.ndarray, expected: np.ndarray, a: int, rtol: float,
+                 atol: float) -> list[int] | None:
+    """The permutation of ``expected``'s entries along axis ``a`` that gives ``got``, or None."""
+    n = got.shape[a]
+    g = np.moveaxis(got, a, 0).reshape(n, -1)
+    e = np.moveaxis(expected, a, 0).reshape(n, -1)
+    order = [int(np.argmin(np.abs(e - row).max(axis=1))) for row in g]
+    if sorted(order) != list(range(n)) or not np.allclose(g, e[order], rtol=rtol, atol=atol):
+        return None
+    return order
+
+
+def relate(got: np.ndarray, expected: np.ndarray, axes: tuple[str, ...] | None = None,
+           rtol: float = RTOL, atol: float = ATOL) -> str | None:
+    """A diagnosis :func:`diagnose` does not give, or None: only the first entry along an axis
+    kept; the logarithm or exponential of the right values; a factor equal to an axis length
+    (a mean for a sum); a factor per index within a percent of 1 (an epsilon); entries in
+    blocks whose order, or whose order inside, is reversed."""
+    nd = expected.ndim
+    if not np.all(np.isfinite(got)):
+        return None
+    if got.ndim == nd and got.shape != expected.shape:
+        differ = [i for i in range(nd) if got.shape[i] != expected.shape[i]]
+        if len(differ) == 1 and got.shape[differ[0]] == 1 and expected.shape[differ[0]] > 1 \
+                and close(got, np.take(expected, [0], axis=differ[0]), rtol, atol):
+            return (f"only the first entry along {_axis(differ[0], nd, axes)} is kept: a [0] "
+                    "(or a loop that returns after its first pass) where every entry of that "
+                    "axis must be computed.")
+        return None
+    if got.shape != expected.shape:
+        return None
+    for a in range(nd):
+        first = np.take(got, [0], axis=a)
+        if got.shape[a] > 1 and close(first, np.take(expected, [0], axis=a), rtol, atol) \
+                and close(got, np.broadcast_to(first, got.shape), rtol, atol):
+            return (f"only the first entry along {_axis(a, nd, axes)} is right, and yours "
+                    "repeats it for every other index: the result for index 0 computed once "
+                    "and copied (or broadcast) instead of one result per index.")
+    with np.errstate(all="ignore"):
+        if np.all(expected > 0) and close(got, np.log(expected), rtol, atol):
+            return ("your values are the logarithms of the right ones: a log-domain result "
+                    "(log_softmax, or a logsumexp subtracted) with the final exponential "
+                    "missing.")
+        if close(got, np.exp(expected), rtol, atol):
+            return "your values are the exponentials of the right ones: an extra np.exp."
+    nonzero = np.abs(expected) > 1e-9
+    if np.any(nonzero) and np.allclose(got[~nonzero], 0, atol=atol):
+        ratio = got[nonzero] / expected[nonzero]
+        r = float(np.median(ratio))
+        if np.allclose(ratio, r, rtol=1e-3) and abs(r - 1) > 1e-3:
+            for a in range(nd):
+                n = expected.shape[a]
+                if n > 1 and (abs(r - n) <= 1e-3 * n or abs(r - 1 / n) <= 1e-3 / n):
+                    return (f"your values are the right ones times {r:.4g}, "
+                            f"{'the' if r > 1 else '1 over the'} length {n} of "
+                            f"{_axis(a, nd, axes)}: a scale factor off by that axis' length "
+                            "(a mean where a sum belongs, or a sum where a mean belongs, or a "
+                            "division by the count).")
+        if nd > 1:
+            with np.errstate(all="ignore"):
+                full = np.where(nonzero, got / np.where(nonzero, expected, 1), np.nan)
+            for a in range(nd):
+                per = np.nanmedian(full, axis=tuple(i for i in range(nd) if i != a),
+                                   keepdims=True)
+                if np.all(np.isfinite(per)) and np.all(np.abs(per - 1) < 2e-2) and \
+                        np.any(np.abs(per - 1) > 1e-4) and np.allclose(
+                            got, expected * per, rtol=1e-5, atol=atol):
+                    return (f"your values are the right ones times a factor per index of "
+                            f"{_axis(a, nd, axes)} that is within 2% of 1 (from "
+                            f"{float(per.min()):.5g} to {float(per.max()):.5g}): a small "
+                            "constant, an epsilon, added to a sum in a denominator (or to the "
+                            "values). Divide by the plain sum; the softmax's sums are never 0.")
+    for a in range(nd):
+        n = got.shape[a]
+        if n < 4:
+            continue
+        order = _order_along(got, expected, a, rtol, atol)
+        if order is None or order == list(range(n)):
+            continue
+        for k in range(2, n // 2 + 1):
+            if n % k:
+                continue
+            blocks = np.array(order).reshape(n // k, k)
+            starts = blocks[:, 0] // k
+            inside_kept = all(list(row) == list(range(row[0], row[0] + k)) for row in blocks)
+            if inside_kept and list(starts) == list(range(n // k))[::-1]:
+                return (f"the right blocks of {k} entries along {_axis(a, nd, axes)}, but the "
+                        "blocks come in reverse order (a loop that runs backwards, or a [::-1] "
+                        "on the list of blocks).")
+            if all(list(row) == list(range(i * k + k - 1, i * k - 1, -1))
+                   for i, row in enumerate(blocks)):
+                return (f"along {_axis(a, nd, axes)}, the entries inside each group of {k} come "
+                        "in reverse order (a [..., ::-1] on the axis of that group, e.g. the "
+                        "channels), while the groups themselves are in place.")
+    return None
+
+
+def compare_more(got: np.ndarray, expected: np.ndarray, label: str, what: str,
+                 mistakes: dict[str, np.ndarray] | None = None, rtol: float = RTOL,
+                 atol: float = ATOL, not_finite: str | None = None,
+                 axes: tuple[str, ...] | None = None) -> None:
+    """:func:`compare`, with :func:`relate`'s diagnosis in the "Likely mistake" line where it
+    finds one and no known mistake of the exercise matches."""
+    try:
+        compare(got, expected, label, what, mistakes, rtol, atol, not_finite, axes)
+    except Mistake as error:
+        text = str(error)
+        if "classic wrong answer" in text or "Likely mistake: " not in text:
+            raise
+        better = relate(got, expected, axes, rtol, atol)
+        if better is None:
+            raise
+        raise Mistake(text[:text.rfind("Likely mistake: ")] + "Likely mistake: " + better) \
+            from None

@@ -15,7 +15,7 @@ import numpy as np
 
 from eanet_course import reference as ref
 from eanet_course.checks._core import (
-    Mistake, call, checker, close, compare, fresh_rng, ordered, pair, to_array,
+    Mistake, call_more, checker, close, compare_more, fresh_rng, ordered, pair, to_array,
 )
 
 #: Tolerances for inputs with logits in the hundreds: float32 keeps ~7 digits of 1000.
@@ -75,11 +75,30 @@ def _patch_mistakes(images: np.ndarray, p: int) -> dict[str, np.ndarray]:
         "the last column of patches is missing: the loop over the image's width stops one patch "
         "early.": flat((0, 1, 3, 2, 4, 5)).reshape(b, h // p, w // p, -1)[:, :, :-1].reshape(
             b, -1, p * p * c),
+        "the channels are averaged (a grayscale image): each pixel must keep all C of its "
+        "values.": ref.extract_patches(images.mean(axis=-1, keepdims=True), p),
+        "the channels are summed into one: each pixel must keep all C of its values.":
+            ref.extract_patches(images.sum(axis=-1, keepdims=True), p),
+        "the channel order reversed (RGB to BGR, a [..., ::-1]): the values are returned "
+        "unchanged, channels included.": ref.extract_patches(images[..., ::-1], p),
+        "patches that overlap: a window moved one pixel at a time (stride 1). The patches "
+        "are non-overlapping: the window moves by P (strides = patch size).":
+            _overlapping_patches(images, p),
+        **{f"a fixed patch size ({q}), not the patch_size argument ({p}): read P from the "
+           "argument.": ref.extract_patches(images, q)
+           for q in range(1, min(h, w) + 1) if q != p and h % q == 0 and w % q == 0},
         "height and width swapped when the shape is read: the grid is cut with H and W "
         "exchanged, which only square images forgive. images.shape is (B, H, W, C).":
             images.reshape(b, w // p, p, h // p, p, c).transpose(0, 1, 3, 2, 4, 5).reshape(
                 b, (h // p) * (w // p), p * p * c) if h != w else np.full(1, np.nan),
     }
+
+
+def _overlapping_patches(images: np.ndarray, p: int) -> np.ndarray:
+    """Every P x P window at stride 1, in reading order: ``(B, (H-P+1)(W-P+1), P*P*C)``."""
+    windows = np.lib.stride_tricks.sliding_window_view(images, (p, p), axis=(1, 2))
+    b, rows, cols = windows.shape[:3]  # (B, rows, cols, C, P, P)
+    return windows.transpose(0, 1, 2, 4, 5, 3).reshape(b, rows * cols, -1)
 
 
 @checker("extract_patches")
@@ -93,14 +112,14 @@ def check_extract_patches(fn: Callable) -> str:
         # Normalized images: fractional and negative values, some beyond 255.
         images = gen.normal(scale=80.0, size=shape)
         what = f"float images of shape {shape} and patch_size={p}"
-        got = to_array(call(fn, images, p, what=what), "patches", what)
+        got = to_array(call_more(fn, images, p, what=what), "patches", what)
         expected = ref.extract_patches(images, p)
         if not close(got, expected) and got.size and np.all(got == np.round(got)):
             raise Mistake(f"Called with {what}, every value you return is a whole number, but "
                           "the images here are floats, negative and fractional values included.\n"
                           "Likely mistake: the values were rounded or cast to integers (uint8?); "
                           "keep the input's values as they are.")
-        compare(got, expected, "patches", what, _patch_mistakes(images, p),
+        compare_more(got, expected, "patches", what, _patch_mistakes(images, p),
                 axes=("B", "N", "P*P*C"))
     return f"Same patches as the reference on {len(cases)} random float batches of 3 shapes."
 
@@ -142,7 +161,7 @@ def check_scaled_dot_product_attention(fn: Callable) -> str:
             what += f" (logits up to {spread * 1.5:.0f}, a different offset per query)"
             tolerances = {"rtol": LARGE_RTOL, "atol": LARGE_ATOL}
             not_finite = GLOBAL_MAX
-        out, weights = pair(call(fn, q, k, v, what=what), ("output", "weights"), what)
+        out, weights = pair(call_more(fn, q, k, v, what=what), ("output", "weights"), what)
         logits = q @ np.swapaxes(k, -1, -2)
         d_k = q.shape[-1]
         expected_out, expected_weights = ref.scaled_dot_product_attention(q, k, v)
@@ -150,7 +169,7 @@ def check_scaled_dot_product_attention(fn: Callable) -> str:
                 **tolerances)
         masked = logits / math.sqrt(d_k) + np.where(
             np.tril(np.ones(logits.shape[-2:])) > 0, 0.0, -np.inf)
-        compare(weights, expected_weights, "weights", what, {
+        compare_more(weights, expected_weights, "weights", what, {
             "a causal mask the contract does not ask for: every query attends to every key, "
             "later ones included.": ref.softmax(masked, axis=-1),
             "the raw logits came back as the weights: Q K^T, before the scale and the softmax.":
@@ -173,8 +192,30 @@ def check_scaled_dot_product_attention(fn: Callable) -> str:
                            - (logits / math.sqrt(d_k)).max(-2, keepdims=True))),
             "the weights came back before the softmax (the scaled logits).":
                 logits / math.sqrt(d_k),
+            "the wrong scale factor: yours divides by sqrt(d_v), the width of V; the scale is "
+            "sqrt(d_k), the width of the queries and keys.": ref.softmax(
+                logits / math.sqrt(v.shape[-1]), axis=-1) if v.shape[-1] != d_k
+            else np.full(1, np.nan),
+            "the wrong scale factor: yours divides by the square root of the number of keys "
+            "N_k; the scale is sqrt(d_k), the width of the queries and keys.": ref.softmax(
+                logits / math.sqrt(k.shape[-2]), axis=-1) if k.shape[-2] != d_k
+            else np.full(1, np.nan),
+            "the scale is applied after the softmax: divide the logits by sqrt(d_k) before the "
+            "softmax, not the weights after it.": ref.softmax(logits, axis=-1) / math.sqrt(d_k),
+            "the weights are not divided by their sum: the exponentials exp(logits - max) are "
+            "returned as they are, so no query's weights sum to 1.":
+                np.exp(logits / math.sqrt(d_k)
+                       - (logits / math.sqrt(d_k)).max(-1, keepdims=True)),
+            "one sum for the whole array: the exponentials are divided by their total over "
+            "every query (and batch), not by each query's own sum over the keys "
+            "(sum(axis=-1, keepdims=True)).": (lambda e: e / e.sum())(
+                np.exp(logits / math.sqrt(d_k)
+                       - (logits / math.sqrt(d_k)).max(-1, keepdims=True))),
+            "one sum (and maximum) for the whole array: a softmax over every logit at once, not "
+            "over each query's keys (axis=-1).": ref.softmax(
+                (logits / math.sqrt(d_k)).reshape(-1)).reshape(logits.shape),
         }, **tolerances, not_finite=not_finite, axes=("Nq", "Nk"))
-        compare(out, expected_out, "output", what, {
+        compare_more(out, expected_out, "output", what, {
             "the output multiplies the weights by K, not by V.":
                 expected_weights @ k if k.shape == v.shape else np.full(1, np.nan),
             "the output multiplies the transposed weights: the weights are (..., Nq, Nk), the "
@@ -213,6 +254,20 @@ def _normalization_mistakes(logits: np.ndarray) -> dict[str, np.ndarray]:
         "the exponential is missing: the first step is a softmax over N (exp, then divide by "
         "the column's sum), not a plain division of the logits by their sum.":
             _l1(_l1(logits, -2), -1),
+        "the second step divides by the row's maximum, not by its sum: l1 normalization "
+        "divides each patch's row by its sum over S.": (lambda a: a / a.max(-1, keepdims=True))(
+            ref.softmax(logits, axis=-2)),
+        "an l2 normalization where the l1 step goes: divide each row by its sum over S, not by "
+        "its Euclidean norm.": (lambda a: a / np.linalg.norm(a, axis=-1, keepdims=True))(
+            ref.softmax(logits, axis=-2)),
+        "the steps in the wrong order: yours normalizes the logits over S first, then takes the "
+        "softmax over N. The softmax over N comes first, then the l1 step over S on its result.":
+            ref.softmax(logits / np.abs(logits).sum(axis=-1, keepdims=True), axis=-2),
+        "the steps in the wrong order: yours divides the logits by their sum over S first, "
+        "then takes the softmax over N. The softmax over N comes first, then the l1 step.":
+            ref.softmax(_l1(logits, -1), axis=-2),
+        "the map is squared (sharpened) before the l1 step: the l1 step divides the softmax's "
+        "result itself by its row sum.": _l1(ref.softmax(logits, axis=-2) ** 2, -1),
         "the softmax runs over N and S together (one softmax over the whole map), not over N "
         "alone.": _l1(ref.softmax(logits.reshape(*logits.shape[:-2], -1), axis=-1)
                       .reshape(logits.shape), -1),
@@ -252,8 +307,8 @@ def check_double_normalization(fn: Callable) -> str:
         gen, shape = _draw(rng, case)
         logits, note, tolerances, not_finite = _normalization_inputs(gen, shape, kind)
         what = f"logits of shape {shape}{note}"
-        got = to_array(call(fn, logits, what=what), "attention", what)
-        compare(got, ref.double_normalization(logits), "attention", what,
+        got = to_array(call_more(fn, logits, what=what), "attention", what)
+        compare_more(got, ref.double_normalization(logits), "attention", what,
                 _normalization_mistakes(logits), **tolerances, not_finite=not_finite,
                 axes=("N", "S"))
     return (f"Matches the reference on {len(cases)} random inputs of 3 shapes, logits in the "
@@ -281,21 +336,27 @@ def check_external_attention(fn: Callable) -> str:
             tolerances = {"rtol": LARGE_RTOL, "atol": LARGE_ATOL}
             not_finite = UNSTABLE.format(shift=800.0) if kind == "shift" else GLOBAL_MAX
         what = f"features {f_shape}, m_k {m_k.shape}, m_v {m_v.shape}{note}"
-        out, attention = pair(call(fn, features, m_k, m_v, what=what),
+        out, attention = pair(call_more(fn, features, m_k, m_v, what=what),
                               ("output", "attention"), what)
         expected_out, expected_attention = ref.external_attention(features, m_k, m_v)
         ordered((out, attention), (expected_out, expected_attention), ("output", "attention"),
                 what, **tolerances)
         logits = features @ m_k.T
-        compare(attention, expected_attention, "attention", what, {
+        compare_more(attention, expected_attention, "attention", what, {
             "the raw logits came back as the attention: F M_k^T before the double "
-            "normalization.": logits, **_normalization_mistakes(logits)},
+            "normalization.": logits,
+            "the logits are scaled by 1/sqrt(d), as in self-attention: external attention has "
+            "no scale, A = DoubleNorm(F M_k^T).": ref.double_normalization(
+                logits / math.sqrt(features.shape[-1])),
+            **_normalization_mistakes(logits)},
             **tolerances, not_finite=not_finite, axes=("N", "S"))
-        compare(out, expected_out, "output", what, {
+        compare_more(out, expected_out, "output", what, {
             "the output reads the wrong memory: the attention weighs the rows of M_v, not M_k.":
                 expected_attention @ m_k if m_k.shape == m_v.shape else np.full(1, np.nan),
             "the output is the features themselves (or the attention), not the attention times "
             "M_v.": features,
+            "the output is taken before the l1 step: it multiplies the softmax over N by M_v, "
+            "not the final attention you return.": ref.softmax(logits, axis=-2) @ m_v,
         }, **tolerances, axes=("N", "dv"))
     return (f"Output and attention match the reference on {len(cases)} random cases, logits "
             "in the hundreds and thousands included.")
@@ -316,12 +377,13 @@ def check_split_heads(fn: Callable) -> str:
         b, n, width = shape
         dh = width // h
         what = f"x of shape {shape} and num_heads={h}"
-        got = to_array(call(fn, x, h, what=what), "heads", what)
+        got = to_array(call_more(fn, x, h, what=what), "heads", what)
         try:
             _compare_heads(got, x, h, what)
         except Mistake as error:
             if got.ndim != 4 or got.shape[1] == h or "classic wrong" in str(error) \
-                    or "axes swapped" in str(error) or "another order" in str(error):
+                    or "axes swapped" in str(error) or "another order" in str(error) \
+                    or "stops early" in str(error) or "reverse order" in str(error):
                 raise
             raise Mistake(f"Called with {what}, your result has shape {got.shape}, expected "
                           f"{(b, h, n, dh)}: its heads axis has length {got.shape[1]}, not "
@@ -334,7 +396,7 @@ def check_split_heads(fn: Callable) -> str:
 def _compare_heads(got: np.ndarray, x: np.ndarray, h: int, what: str) -> None:
     b, n, width = x.shape
     dh = width // h
-    compare(got, ref.split_heads(x, h), "heads", what, {
+    compare_more(got, ref.split_heads(x, h), "heads", what, {
         "the axes are not reordered: yours stops at (B, N, H, dh); the heads axis must "
         "come before the patches.": x.reshape(b, n, h, dh),
         "heads split in the wrong order: a reshape straight to (B, H, N, dh) mixes patches "
@@ -344,6 +406,9 @@ def _compare_heads(got: np.ndarray, x: np.ndarray, h: int, what: str) -> None:
             x.reshape(b, n, dh, h).transpose(0, 3, 1, 2),
         "patches and channels swapped inside each head: yours is (B, H, dh, N).":
             x.reshape(b, n, h, dh).transpose(0, 2, 3, 1),
+        "a reshape in Fortran order (order='F' reads the first axis fastest): NumPy's default "
+        "order, last axis fastest, cuts the channel axis into heads.":
+            x.reshape(b, h, n, dh, order="F"),
     }, axes=("B", "H", "N", "dh"))
 
 
@@ -357,8 +422,8 @@ def check_merge_heads(fn: Callable) -> str:
         x = gen.normal(size=shape)
         b, h, n, dh = shape
         what = f"x of shape {shape}"
-        got = to_array(call(fn, x, what=what), "merged heads", what)
-        compare(got, ref.merge_heads(x), "merged heads", what, {
+        got = to_array(call_more(fn, x, what=what), "merged heads", what)
+        compare_more(got, ref.merge_heads(x), "merged heads", what, {
             "heads merged in the wrong order: a reshape straight to (B, N, H*dh), without "
             "moving the heads axis first, mixes patches and heads.": x.reshape(b, n, h * dh),
             "heads merged in the wrong order: your channels are interleaved (channel c comes "
@@ -373,5 +438,10 @@ def check_merge_heads(fn: Callable) -> str:
             "the heads are stacked on a new axis (B, N, H, dh); merge the last two axes into "
             "one of H*dh channels.": x.transpose(0, 2, 1, 3),
             "only the first head is kept: all H heads are concatenated.": x[:, 0],
+            "the maximum over the heads, not their concatenation: each patch keeps all H*dh "
+            "channels, head after head.": x.max(axis=1),
+            "the heads are folded into the batch axis (yours is (B*H, N, dh)): move the heads "
+            "axis next to the channels, (B, N, H, dh), and merge those two.":
+                x.reshape(b * h, n, dh),
         }, axes=("B", "N", "H*dh"))
     return f"Matches the reference on {len(cases)} random inputs of 3 shapes."
