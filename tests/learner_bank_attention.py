@@ -104,6 +104,13 @@ def xp_rgb_to_bgr(images, patch_size):
     return grid.reshape(b, -1, p * p * c)
 
 
+def xp_pixel_major(images, patch_size):
+    b, h, w, c = images.shape
+    p = patch_size
+    grid = images.reshape(b, h // p, p, w // p, p, c).transpose(0, 2, 4, 1, 3, 5)
+    return grid.reshape(b, -1, p * p * c)
+
+
 # ----------------------------------------------------------------------------------------------
 # 02 scaled_dot_product_attention
 
@@ -207,6 +214,13 @@ def sd_one_sum(q, k, v):
     return w @ v, w
 
 
+def sd_output_unnormalized(q, k, v):
+    logits = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1])
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    out = e @ v  # the weighted sum taken too early
+    return out, e / e.sum(axis=-1, keepdims=True)
+
+
 # ----------------------------------------------------------------------------------------------
 # 04 double_normalization
 
@@ -273,6 +287,16 @@ def dn2_first_map_only(logits):
 
 def dn2_square(logits):
     p = scipy.special.softmax(logits, axis=-2) ** 2  # "sharpen" the map
+    return p / p.sum(axis=-1, keepdims=True)
+
+
+def dn2_keras_normalize(logits):
+    p = ops.softmax(ops.convert_to_tensor(logits), axis=-2)
+    return ops.normalize(p, axis=-1, order=1)
+
+
+def dn2_dot_t(logits):
+    p = scipy.special.softmax(logits.T, axis=-1).T  # softmax over N, written for one (N, S) map
     return p / p.sum(axis=-1, keepdims=True)
 
 
@@ -363,6 +387,12 @@ def ea2_no_keepdims(features, m_k, m_v):
     return a @ m_v, a
 
 
+def ea2_residual(features, m_k, m_v):
+    a = scipy.special.softmax(features @ m_k.T, axis=-2)
+    a = a / a.sum(axis=-1, keepdims=True)
+    return features + a @ m_v, a  # EANet has a residual
+
+
 # ----------------------------------------------------------------------------------------------
 # 05 split_heads
 
@@ -433,6 +463,10 @@ def sh_heads_on_patches(x, num_heads):
     return x.reshape(b, num_heads, n, dh, order="F")
 
 
+def sh_tf_split_stack(x, num_heads):
+    return tf.stack(tf.split(x, num_heads, axis=-1), axis=1)
+
+
 # ----------------------------------------------------------------------------------------------
 # 05 merge_heads
 
@@ -494,6 +528,10 @@ def mh_float16(x):
     return x.astype(np.float16).transpose(0, 2, 1, 3).reshape(b, n, h * dh)
 
 
+def mh_concatenate_x(x):
+    return np.concatenate(x, axis=-1)
+
+
 BANK = [
     (C.check_extract_patches, xp_preallocated_float32, True, None),
     (C.check_extract_patches, xp_sliding_window, True, None),
@@ -506,6 +544,7 @@ BANK = [
     (C.check_extract_patches, xp_batch_last, False, "(N, B, P*P*C)"),
     (C.check_extract_patches, xp_shape_set_in_place, False, "in-place operation"),
     (C.check_extract_patches, xp_rgb_to_bgr, False, "channel order reversed"),
+    (C.check_extract_patches, xp_pixel_major, False, "transposed in the wrong order"),
     (C.check_scaled_dot_product_attention, sd_loops_float32, True, None),
     (C.check_scaled_dot_product_attention, sd_scipy_scaled_q, True, None),
     (C.check_scaled_dot_product_attention, sd_keras_ops, True, None),
@@ -521,9 +560,12 @@ BANK = [
     (C.check_scaled_dot_product_attention, sd_scales_q_in_place, False, "in-place operation"),
     (C.check_scaled_dot_product_attention, sd_float16, False, "low-precision"),
     (C.check_scaled_dot_product_attention, sd_one_sum, False, "one sum for the whole"),
+    (C.check_scaled_dot_product_attention, sd_output_unnormalized, False,
+     "before they are divided by their sum"),
     (C.check_double_normalization, dn2_float64_einsum, True, None),
     (C.check_double_normalization, dn2_tf_ops, True, None),
     (C.check_double_normalization, dn2_keras_float32, True, None),
+    (C.check_double_normalization, dn2_keras_normalize, True, None),
     (C.check_double_normalization, dn2_no_keepdims, False, "keepdims"),
     (C.check_double_normalization, dn2_divide_by_max, False, "maximum, not by its sum"),
     (C.check_double_normalization, dn2_l2, False, "l2"),
@@ -533,6 +575,7 @@ BANK = [
     (C.check_double_normalization, dn2_log_domain_wrong, False, "logarithms of the right ones"),
     (C.check_double_normalization, dn2_first_map_only, False, "only the first entry along axis -3"),
     (C.check_double_normalization, dn2_square, False, "squared"),
+    (C.check_double_normalization, dn2_dot_t, False, "first (batch) axis"),
     (C.check_external_attention, ea2_loops_float32, True, None),
     (C.check_external_attention, ea2_keras_einsum, True, None),
     (C.check_external_attention, ea2_scipy_tuple_list, True, None),
@@ -544,9 +587,11 @@ BANK = [
     (C.check_external_attention, ea2_attention_s_by_n, False, "(S, N)"),
     (C.check_external_attention, ea2_output_before_l1, False, "before the l1 step"),
     (C.check_external_attention, ea2_no_keepdims, False, "keepdims"),
+    (C.check_external_attention, ea2_residual, False, "residual"),
     (C.check_split_heads, sh_einsum, True, None),
     (C.check_split_heads, sh_tf, True, None),
     (C.check_split_heads, sh_loops_tolist, True, None),
+    (C.check_split_heads, sh_tf_split_stack, True, None),
     (C.check_split_heads, sh_heads_first, False, "(H, B, N, dh)"),
     (C.check_split_heads, sh_stack_last, False, "(B, N, dh, H)"),
     (C.check_split_heads, sh_fixed_batch, False, "fixed number"),
@@ -568,4 +613,5 @@ BANK = [
     (C.check_merge_heads, mh_into_batch, False, "folded into the batch axis"),
     (C.check_merge_heads, mh_shape_misread, False, "reshape to"),
     (C.check_merge_heads, mh_float16, False, "low-precision"),
+    (C.check_merge_heads, mh_concatenate_x, False, "runs over x's first axis"),
 ]

@@ -657,9 +657,9 @@ MORE_ERROR_CAUSES = [
      "a size computed with `/`, which gives a float: a shape needs integers, so use integer "
      "division `//`."),
     (("operands could not be broadcast",),
-     "a sum or maximum without keepdims=True: it drops the axis it reduces, so dividing by it "
-     "broadcasts against the wrong axis (or fails). Keep the axis: .sum(axis=..., "
-     "keepdims=True)."),
+     "most often a sum or maximum without keepdims=True: it drops the axis it reduces, so "
+     "dividing by it broadcasts against the wrong axis (or fails); keep the axis, .sum(axis=..., "
+     "keepdims=True). Otherwise two arrays whose axes do not match: print their shapes."),
 ]
 
 
@@ -748,7 +748,7 @@ def relate(got: np.ndarray, expected: np.ndarray, axes: tuple[str, ...] | None =
                             f"{_axis(a, nd, axes)} that is within 2% of 1 (from "
                             f"{float(per.min()):.5g} to {float(per.max()):.5g}): a small "
                             "constant, an epsilon, added to a sum in a denominator (or to the "
-                            "values). Divide by the plain sum; the softmax's sums are never 0.")
+                            "values). Divide by the plain sum: add no epsilon the contract does not ask for.")
     for a in range(nd):
         n = got.shape[a]
         if n < 4:

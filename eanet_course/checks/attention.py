@@ -8,6 +8,7 @@ every shape plus one never seen before (a result cached by shape, or hard-coded,
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 
@@ -91,7 +92,17 @@ def _patch_mistakes(images: np.ndarray, p: int) -> dict[str, np.ndarray]:
         "exchanged, which only square images forgive. images.shape is (B, H, W, C).":
             images.reshape(b, w // p, p, h // p, p, c).transpose(0, 1, 3, 2, 4, 5).reshape(
                 b, (h // p) * (w // p), p * p * c) if h != w else np.full(1, np.nan),
+        **{"the reshaped grid is transposed in the wrong order: after reshaping to (B, "
+           "rows, P, cols, P, C), that is (B, patch row, pixel row, patch column, pixel "
+           "column, C), yours orders its axes as (B, " + ", ".join(GRID_AXES[i - 1] for i in perm)
+           + "); the right order is (B, patch row, patch column, pixel row, pixel column, C)."
+           : flat((0, *perm)) for perm in itertools.permutations(range(1, 6))
+           if perm != (1, 3, 2, 4, 5)},
     }
+
+
+#: The axes of images reshaped to (B, rows, P, cols, P, C), batch left out, in words.
+GRID_AXES = ("patch row", "pixel row", "patch column", "pixel column", "C")
 
 
 def _overlapping_patches(images: np.ndarray, p: int) -> np.ndarray:
@@ -214,10 +225,17 @@ def check_scaled_dot_product_attention(fn: Callable) -> str:
             "one sum (and maximum) for the whole array: a softmax over every logit at once, not "
             "over each query's keys (axis=-1).": ref.softmax(
                 (logits / math.sqrt(d_k)).reshape(-1)).reshape(logits.shape),
+            "queries and keys swapped: yours computes K Q^T, one row per key; the logits are "
+            "Q K^T, one row per query.": ref.softmax(
+                np.swapaxes(logits, -1, -2) / math.sqrt(d_k), axis=-1)
+            if q.shape == k.shape else np.full(1, np.nan),
         }, **tolerances, not_finite=not_finite, axes=("Nq", "Nk"))
         compare_more(out, expected_out, "output", what, {
             "the output multiplies the weights by K, not by V.":
                 expected_weights @ k if k.shape == v.shape else np.full(1, np.nan),
+            "the output uses the weights before they are divided by their sum: multiply V by "
+            "the normalized weights you return.": np.exp(
+                logits / math.sqrt(d_k) - (logits / math.sqrt(d_k)).max(-1, keepdims=True)) @ v,
             "the output multiplies the transposed weights: the weights are (..., Nq, Nk), the "
             "output takes one weighted sum of V's rows per query.": np.swapaxes(
                 expected_weights, -1, -2) @ v if q.shape == k.shape else np.full(1, np.nan),
@@ -273,6 +291,9 @@ def _normalization_mistakes(logits: np.ndarray) -> dict[str, np.ndarray]:
                       .reshape(logits.shape), -1),
     }
     if logits.ndim > 2:
+        mistakes["the softmax runs over the first (batch) axis: `.T` reverses every axis of a "
+                 "batched array (or axis=0 is fixed). Take the softmax over axis=-2, the "
+                 "patches."] = _l1(ref.softmax(logits, axis=0), -1)
         mistakes["fixed axes: your axes are counted from the front, which works for one (N, S) "
                  "map but not with leading batch or head axes. Count the axes from the end: "
                  "N is second to last, S last."] = _l1(ref.softmax(logits, axis=0), 1)
@@ -355,6 +376,9 @@ def check_external_attention(fn: Callable) -> str:
                 expected_attention @ m_k if m_k.shape == m_v.shape else np.full(1, np.nan),
             "the output is the features themselves (or the attention), not the attention times "
             "M_v.": features,
+            "a residual connection added: the exercise's output is A M_v alone (the layer adds "
+            "its residual elsewhere).": expected_out + features
+            if features.shape == expected_out.shape else np.full(1, np.nan),
             "the output is taken before the l1 step: it multiplies the softmax over N by M_v, "
             "not the final attention you return.": ref.softmax(logits, axis=-2) @ m_v,
         }, **tolerances, axes=("N", "dv"))
@@ -440,6 +464,9 @@ def check_merge_heads(fn: Callable) -> str:
             "only the first head is kept: all H heads are concatenated.": x[:, 0],
             "the maximum over the heads, not their concatenation: each patch keeps all H*dh "
             "channels, head after head.": x.max(axis=1),
+            "np.concatenate(x, axis=-1) runs over x's first axis, the batch, not the heads: "
+            "concatenate the heads x[:, i] (or transpose and reshape).":
+                np.concatenate(list(x), axis=-1),
             "the heads are folded into the batch axis (yours is (B*H, N, dh)): move the heads "
             "axis next to the channels, (B, N, H, dh), and merge those two.":
                 x.reshape(b * h, n, dh),
