@@ -539,7 +539,7 @@ BANK = [
     (C.check_attention_to_pixels, pix2_batch_axes_kept, False, "extra ax"),
     (C.check_attention_to_pixels, pix2_shape_in_place, False, "in-place"),
     (C.check_attention_to_pixels, pix2_flipped_rows, False, "reverse order along axis -2"),
-    (C.check_attention_to_pixels, pix2_skips_first_patch_row, False, "first"),
+    (C.check_attention_to_pixels, pix2_skips_first_patch_row, False, "never filled"),
     (C.check_top_units, top2_reverse_slice, True, None),
     (C.check_top_units, top2_tf_top_k, True, None),
     (C.check_top_units, top2_argmax_loop, True, None),

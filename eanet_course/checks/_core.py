@@ -640,3 +640,85 @@ def fresh_rng() -> np.random.Generator:
     """An unseeded generator: a case no learner can have seen before (defeats cached or
     hard-coded results)."""
     return np.random.default_rng()
+
+
+# -- bank-course: generic helpers for the course group's checkers (exercises 00, 08, 09, 10).
+
+#: Errors of functions that take one number, called on a whole sequence, and what they mean.
+SCALAR_FUNCTION_ERRORS = ("only length-1 arrays", "only size-1 arrays",
+                          "only 0-dimensional arrays", "must be real number, not",
+                          "only integer scalar arrays")
+
+#: The openings of :func:`diagnose`'s accounts that say only how the values differ (a factor, a
+#: shift, where), not which step went wrong: a checker's own story may do better.
+GENERIC_ACCOUNTS = ("your values are the right ones times", "your values are the right ones plus",
+                    "your values are the right ones up to one factor",
+                    "values differ, the first at index", "have lengths",
+                    "where the contract gives", "axes, the contract's")
+
+
+def relikely(mistake: Mistake, likely: str) -> Mistake:
+    """``mistake`` with its "Likely mistake:" line (and what follows) replaced by ``likely``."""
+    text = str(mistake)
+    cut = text.find("\nLikely mistake: ")
+    return Mistake((text if cut < 0 else text[:cut]) + "\nLikely mistake: " + likely)
+
+
+def call_sized(fn: Callable, *args, what: str, ran_on: str | None = None):
+    """:func:`call`, with a better "Likely mistake" for two errors of the learner's code: a
+    function of the math module given a whole sequence, and (when the function already ran on
+    the inputs ``ran_on`` describes) a size fixed in the code that fits those inputs only."""
+    try:
+        return call(fn, *args, what=what)
+    except Mistake as mistake:
+        head = str(mistake).split("\n")[0]
+        if " raised " not in head:
+            raise
+        if "math." in head or any(e in head for e in SCALAR_FUNCTION_ERRORS):
+            raise relikely(mistake, "a function that takes one number (math.log, math.exp, "
+                                    "float(...)) given a whole sequence: use NumPy's, which "
+                                    "works element by element (np.log, np.exp).") from None
+        if ran_on:
+            raise relikely(mistake, f"your function ran on {ran_on} but fails on these inputs, "
+                                    "of other sizes: a size fixed in the code (a number of "
+                                    "channels, patches, images or units from the notebook?). "
+                                    "Read every size from the inputs' shapes or the arguments."
+                           ) from None
+        raise
+
+
+def compare_story(got: np.ndarray, expected: np.ndarray, label: str, what: str,
+                  mistakes: dict[str, np.ndarray] | None, story: Callable[[], str | None],
+                  **options) -> None:
+    """:func:`compare`; where no known mistake fits and :func:`diagnose` can only say how the
+    values differ (:data:`GENERIC_ACCOUNTS`), ``story()`` (the checker's own account of how
+    ``got`` came about, or None) gives the "Likely mistake" instead."""
+    try:
+        compare(got, expected, label, what, mistakes, **options)
+    except Mistake as mistake:
+        text = str(mistake)
+        likely = text[text.find("\nLikely mistake: "):]
+        if "a classic wrong answer" in text.split("\n")[0] or not any(
+                account in likely for account in GENERIC_ACCOUNTS):
+            raise
+        told = story()
+        if told is None:
+            raise
+        raise relikely(mistake, told) from None
+
+
+def rounded(got: np.ndarray, expected: np.ndarray) -> str | None:
+    """How ``got`` is ``expected`` rounded (to a whole number, by int() or round(), or to a few
+    decimals), in words; None when it is not."""
+    if got.shape != expected.shape or not np.all(np.isfinite(got)) or np.allclose(
+            expected, np.round(expected)):
+        return None
+    if np.array_equal(got, np.trunc(expected)) or np.array_equal(got, np.round(expected)):
+        return ("your values are the right ones rounded to whole numbers (int(), round() or an "
+                "integer cast): return them unrounded.")
+    for digits in range(1, 6):
+        if np.allclose(got, np.round(expected, digits), rtol=0, atol=1e-12):
+            return (f"your values are the right ones rounded to {digits} decimal"
+                    f"{'s' if digits > 1 else ''}: return them unrounded (round only when you "
+                    "print).")
+    return None

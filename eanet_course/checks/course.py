@@ -14,7 +14,8 @@ import numpy as np
 
 from eanet_course import reference as ref
 from eanet_course.checks._core import (
-    Mistake, call, checker, compare, fresh_rng, ordered, pair, to_array,
+    Mistake, call, call_sized, checker, compare, compare_story, fresh_rng, ordered, pair, rounded,
+    to_array,
 )
 from eanet_course.checks.attention import GLOBAL_MAX, LARGE_ATOL, LARGE_RTOL, UNSTABLE
 
@@ -29,6 +30,38 @@ def _standardize(train, test, axes=(0, 1, 2), source="train", divide=True, power
     return (train - mean) / std, (test - mean) / std
 
 
+def _standardize_story(got: np.ndarray, raw: np.ndarray, train: np.ndarray,
+                       label: str) -> str:
+    """How ``got`` relates to the images ``raw`` channel by channel: the shift and scale it
+    applies, against the training set's mean and standard deviation."""
+    mean, std = train.mean(axis=(0, 1, 2)), train.std(axis=(0, 1, 2))
+    shifts, scales = [], []
+    for c in range(raw.shape[-1]):
+        x, y = raw[..., c].ravel(), got[..., c].ravel()
+        if np.ptp(x) == 0:
+            return f"your {label} differs from the right one; compare it channel by channel."
+        slope, intercept = np.polyfit(x, y, 1)
+        if not np.allclose(y, slope * x + intercept, rtol=1e-3, atol=1e-3) or slope == 0:
+            return (f"your {label} is not one shift and one scale per channel of the images "
+                    f"(channel {c} is not x * a + b for any a, b): every value must be "
+                    "(x - mean_c) / std_c, with channel c's training mean and standard "
+                    "deviation, whatever the image or position.")
+        shifts.append(-intercept / slope)
+        scales.append(1 / slope)
+    shifts, scales = np.array(shifts), np.array(scales)
+    shift_ok = np.allclose(shifts, mean, rtol=1e-3, atol=1e-3 * std.max())
+    scale_ok = np.allclose(scales, std, rtol=1e-3)
+    what = (f"your {label} is each channel shifted by {np.round(shifts, 3).tolist()} and divided "
+            f"by {np.round(scales, 3).tolist()}, where the training set's channels have mean "
+            f"{np.round(mean, 3).tolist()} and standard deviation {np.round(std, 3).tolist()}")
+    if shift_ok and not scale_ok:
+        return what + ": the shift is right, the scale (the standard deviation) is not."
+    if scale_ok and not shift_ok:
+        return what + ": the scale is right, the shift (the mean) is not" + (
+            " (no shift at all)." if np.allclose(shifts, 0, atol=1e-6 * std.max()) else ".")
+    return what + ": both the shift and the scale are off."
+
+
 @checker("standardize")
 def check_standardize(fn: Callable) -> str:
     """Check ``fn(train (B, H, W, C), test (B', H, W, C)) -> (train_out, test_out)``: each
@@ -36,6 +69,7 @@ def check_standardize(fn: Callable) -> str:
     rng = np.random.default_rng(20)
     cases = [("uint8", (64, 8, 8, 3), rng), ("uint8", (64, 8, 8, 3), rng),
              ("float", (48, 6, 6, 2), rng), ("uint8", (64, 8, 8, 3), fresh_rng())]
+    ran_on = None
     for kind, shape, gen in cases:
         channels = shape[-1]
         centre = gen.uniform(40, 200, size=channels)
@@ -45,9 +79,19 @@ def check_standardize(fn: Callable) -> str:
         if kind == "uint8":
             train, test = (np.clip(np.round(a), 0, 255).astype(np.uint8) for a in (train, test))
         what = f"{kind} train images {train.shape} and test images {test.shape}"
-        out_train, out_test = pair(call(fn, train, test, what=what), ("train", "test"), what)
+        out_train, out_test = pair(call_sized(fn, train, test, what=what, ran_on=ran_on),
+                                   ("train", "test"), what)
+        ran_on = what
         f_train, f_test = train.astype(np.float64), test.astype(np.float64)
+        if out_train.shape != train.shape and out_train.size == channels and \
+                out_test.size == channels:
+            raise Mistake(f"Called with {what}, your pair holds {channels} numbers each, not "
+                          "images.\nLikely mistake: the statistics (each channel's mean and "
+                          "standard deviation) came back, not the standardized images: return "
+                          "((train - mean) / std, (test - mean) / std).")
         expected = _standardize(f_train, f_test)
+        mean = f_train.mean(axis=(0, 1, 2))
+        std = f_train.std(axis=(0, 1, 2))
         ordered((out_train, out_test), expected, ("train_out", "test_out"), what, 1e-3, 1e-4)
         mistakes = {
             "one mean and one standard deviation for the whole array: each channel has its own.":
@@ -86,11 +130,29 @@ def check_standardize(fn: Callable) -> str:
             (np.full(1, np.nan),) * 2,
             "the training images are standardized twice, or the test images not at all: both "
             "go through the very same shift and scale, once.": (expected[0], f_test),
+            "operator precedence: `x - mean / std` divides the mean alone; write "
+            "`(x - mean) / std`, with parentheses.": tuple(
+                a - mean / std for a in (f_train, f_test)),
+            "the images are multiplied by the standard deviation instead of divided by it.":
+                _standardize(f_train, f_test, power=-1.0),
+            "the standard deviation is the average of each image's own standard deviation; "
+            "take it once over every image and position of a channel (axes 0, 1, 2).": tuple(
+                (a - mean) / f_train.std(axis=(1, 2)).mean(axis=0) for a in (f_train, f_test)),
+            "the test images are divided by the training standard deviation but not shifted by "
+            "the training mean: (test - mean) / std.": (expected[0], f_test / std),
+            **{f"the statistics are taken over the wrong axes {axes}: each channel's mean and "
+               "standard deviation come from every image and position, axes (0, 1, 2).":
+               _standardize(f_train, f_test, axes=axes)
+               for axes in ((0, 1), (0, 2), (0, 3), (0, 1, 3), (0, 2, 3))},
         }
-        for index, (label, got) in enumerate((("train", out_train), ("test", out_test))):
-            compare(got, expected[index], f"standardized {label} images", what,
-                    {text: wrong[index] for text, wrong in mistakes.items()},
-                    rtol=1e-3, atol=1e-4, axes=("B", "H", "W", "C"))
+        for index, (label, got, raw) in enumerate((("train", out_train, f_train),
+                                                   ("test", out_test, f_test))):
+            compare_story(got, expected[index], f"standardized {label} images", what,
+                          {text: wrong[index] for text, wrong in mistakes.items()},
+                          lambda got=got, raw=raw, label=label: _standardize_story(
+                              got, raw, f_train, f"{label}_out")
+                          if got.shape == raw.shape and np.all(np.isfinite(got)) else None,
+                          rtol=1e-3, atol=1e-4, axes=("B", "H", "W", "C"))
     return f"Right on {len(cases)} random data sets, uint8 and float, with uneven channels."
 
 
@@ -103,6 +165,46 @@ def _pixels(scores: np.ndarray, image_size: int, patch_size: int) -> np.ndarray:
     return np.kron(scores.reshape(side, side), np.ones((patch_size, patch_size)))
 
 
+def _pixels_story(got: np.ndarray, scores: np.ndarray, size: int, p: int) -> str | None:
+    """What ``got``, an ``(size, size)`` map, holds square by square (``p x p`` squares)."""
+    if got.shape != (size, size):
+        return None
+    if np.all(got == np.round(got)):
+        return ("every pixel holds a whole number where the scores are fractions: the map is an "
+                "integer array (np.zeros(..., dtype=int)?) or is cast to one; make it float.")
+    side = size // p
+    squares = got.reshape(side, p, side, p)
+    spread = np.ptp(squares, axis=(1, 3))
+    values = squares[:, 0, :, 0].ravel()
+    owner = [np.flatnonzero(np.abs(scores - v) <= 1e-6 * max(1.0, abs(v))) for v in values]
+    empty = [i for i, found in enumerate(owner) if found.size == 0]
+    if np.all(spread <= 1e-6) and empty and np.all(values[empty] == 0):
+        return (f"the squares of patches {empty[:8]}{'...' if len(empty) > 8 else ''} are never "
+                "filled (left at 0): a loop that skips them (range(1, side) or range(side - "
+                "1)?); every patch's square takes its score.")
+    bad = ~np.isclose(got, _pixels(scores, size, p))
+    if 2 * bad.any(axis=1).sum() <= size or 2 * bad.any(axis=0).sum() <= size:
+        return None  # a few rows or columns of pixels: diagnose says which
+    if np.any(spread > 1e-6):
+        r, c = (int(i) for i in np.argwhere(spread > 1e-6)[0])
+        return (f"the pixels of one patch's {p} x {p} square hold different values (the first "
+                f"such square: row {r}, column {c} of the patch grid), interpolated or smoothed "
+                "(a bilinear resize?): every pixel of a square takes its own patch's score, "
+                "unchanged (np.repeat, or a resize with nearest-neighbour interpolation).")
+    for i, found in enumerate(owner):
+        if found.size == 0:
+            return (f"each {p} x {p} square holds one value, but square {i} (row {i // side}, "
+                    f"column {i % side} of the patch grid) holds {values[i]:.4g}, which is "
+                    "not any patch's score: the map holds the scores as they are.")
+        if i not in found:
+            j = int(found[0])
+            return (f"each {p} x {p} square holds one score, but not its own patch's: square "
+                    f"{i} (row {i // side}, column {i % side} of the patch grid) holds patch "
+                    f"{j}'s score. Patches run row by row: patch i belongs at row i // "
+                    f"{side}, column i % {side}.")
+    return None
+
+
 @checker("attention_to_pixels")
 def check_attention_to_pixels(fn: Callable) -> str:
     """Check ``fn(unit_scores (N,), image_size, patch_size) -> (image_size, image_size)``: each
@@ -110,13 +212,16 @@ def check_attention_to_pixels(fn: Callable) -> str:
     rng = np.random.default_rng(21)
     cases = [((8, 2), rng), ((8, 2), rng), ((12, 3), rng), ((32, 4), rng), ((12, 4), fresh_rng()),
              ((10, 5), rng)]
+    ran_on = None
     for (size, p), gen in cases:
         side = size // p
         scores = gen.uniform(size=side * side)
         what = f"unit_scores of shape ({side * side},), image_size={size}, patch_size={p}"
-        got = to_array(call(fn, scores, size, p, what=what), "pixel map", what)
+        got = to_array(call_sized(fn, scores, size, p, what=what, ran_on=ran_on), "pixel map",
+                       what)
+        ran_on = what
         grid = scores.reshape(side, side)
-        compare(got, _pixels(scores, size, p), "pixel map", what, {
+        compare_story(got, _pixels(scores, size, p), "pixel map", what, {
             "the patch grid is transposed: patches run row by row over the image (patch 1 is "
             "to the right of patch 0, not below it).": _pixels(grid.T.ravel(), size, p),
             "the grid is repeated as a whole (tiled) instead of each patch's score filling its "
@@ -135,7 +240,10 @@ def check_attention_to_pixels(fn: Callable) -> str:
             "its patch's P x P square.": grid,
             "each score is repeated along one axis only (the rows); repeat along both axes.":
                 np.repeat(grid, p, axis=0),
-        }, axes=("rows", "columns"))
+            "each score is repeated image_size // patch_size times (the number of patches per "
+            "side), not patch_size times (the pixels per patch side).":
+                _pixels(scores, side * side, side) if side != p else np.full(1, np.nan),
+        }, lambda: _pixels_story(got, scores, size, p), axes=("rows", "columns"))
     return f"Right on {len(cases)} random maps of 4 sizes."
 
 
