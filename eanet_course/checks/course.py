@@ -254,12 +254,20 @@ def check_top_units(fn: Callable) -> str:
     rng = np.random.default_rng(22)
     cases = [((16, 8), 3, rng), ((16, 8), 3, rng), ((9, 12), 5, rng), ((25, 6), 1, rng),
              ((16, 10), 4, fresh_rng()), ((64, 200), 12, rng), ((40, 400), 250, rng), ((32, 300), 200, fresh_rng())]
+    ran_on, right_ks = None, []
     for shape, k, gen in cases:
         attention = ref.double_normalization(3.0 * gen.normal(size=shape))
         what = f"attention of shape {shape} and k={k}"
-        got = to_array(call(fn, attention, k, what=what), "units", what)
+        got = to_array(call_sized(fn, attention, k, what=what, ran_on=ran_on), "units", what)
+        ran_on = what
         totals = attention.sum(axis=0)
-        expected = np.argsort(-totals)[:k]
+        order = np.argsort(-totals)
+        expected = order[:k]
+        if got.ndim == 1 and got.size != k and got.size in right_ks:
+            raise Mistake(f"Called with {what}, your function returned {got.size} units, as "
+                          f"it did for k={got.size}.\nLikely mistake: a fixed number of units "
+                          f"(the notebook's k?): return the top k, here {k}, with the "
+                          "argument k.")
         if got.shape == expected.shape and set(got.tolist()) == set(expected.tolist()) and \
                 not np.array_equal(got, expected) and not np.array_equal(got, np.sort(expected)) \
                 and not np.array_equal(got, expected[::-1]):
@@ -268,7 +276,7 @@ def check_top_units(fn: Callable) -> str:
                           f"{expected.tolist()[:12]}.\nLikely mistake: the top k are picked "
                           "without sorting them (np.argpartition leaves them in no particular "
                           "order): sort the chosen units by their totals, largest first.")
-        compare(got, expected.astype(np.float64), "units", what, {
+        compare_story(got, expected.astype(np.float64), "units", what, {
             "the order is reversed: largest total first.":
                 np.argsort(totals)[-k:].astype(np.float64),
             "yours ranks the units by how many patches prefer them (each patch's argmax), not by "
@@ -285,8 +293,41 @@ def check_top_units(fn: Callable) -> str:
             "yours returns the largest totals themselves, not the indices of their units.":
                 np.sort(totals)[::-1][:k],
             "the indices count from 1; NumPy's count from 0.": expected.astype(np.float64) + 1,
-        }, rtol=0, atol=0, axes=("k",))
+            "the slice skips the largest unit (an off-by-one at the end of a reversed slice): "
+            "yours are ranks 2 to k + 1.": order[1:k + 1].astype(np.float64),
+            "yours are the ranks of units 0 to k - 1 (an argsort of an argsort), not the units "
+            "ranked 0 to k - 1: one argsort of the negated totals gives the units, largest "
+            "first.": np.argsort(order)[:k].astype(np.float64),
+            "yours are flat indices into the (N, S) map (an argsort with axis=None, or of a "
+            "raveled map), not unit indices: sum each unit's column first, then rank the S "
+            "totals.": np.argsort(-attention, axis=None)[:k].astype(np.float64),
+            "yours are the units preferred by the first k patches (each row's argmax), not the "
+            "units with the largest total attention (the column sums).":
+                attention.argmax(axis=1)[:k].astype(np.float64),
+            "pairs (unit, total) came back: return the units alone, a (k,) array of indices.":
+                np.stack([expected, totals[expected]], axis=1),
+        }, lambda: _top_story(got, order, k), rtol=0, atol=0, axes=("k",))
+        right_ks.append(k)
     return f"Right on {len(cases)} random maps, up to S = 400 memory units."
+
+
+def _top_story(got: np.ndarray, order: np.ndarray, k: int) -> str | None:
+    """Where the learner's units rank by total attention (0 the largest)."""
+    s = order.size
+    if got.ndim != 1 or not np.all(got == np.round(got)):
+        return None
+    if np.any(got < 0) or np.any(got >= s):
+        return (f"some of your values ({got[(got < 0) | (got >= s)][:4].tolist()}) are not unit "
+                f"indices, which run from 0 to {s - 1} (S = {s}): return indices into the S "
+                "memory units.")
+    units = got.astype(int).tolist()
+    if len(set(units)) < len(units):
+        return "a unit appears more than once among yours: each of the top k appears once."
+    rank = np.empty(s, dtype=int)
+    rank[order] = np.arange(s)
+    return (f"your units rank {rank[units][:12].tolist()} by total attention (0 is the "
+            f"largest); the answer is the units ranked 0 to {k - 1}, in that order. Rank the "
+            "units by their column sums over the patches.")
 
 
 def _by_votes(attention: np.ndarray, k: int) -> np.ndarray:
@@ -313,8 +354,13 @@ def check_fit_slope(fn: Callable) -> str:
         args = (ns.tolist(), costs.tolist()) if kind == "list" else (ns, costs)
         what = (f"{'Python lists' if kind == 'list' else 'arrays'} ns {ns.tolist()} and costs "
                 f"that grow like n^{k} with noise")
-        result = call(fn, *args, what=what)
+        result = call_sized(fn, *args, what=what)
         got = to_array(result, "slope", what)
+        if got.size > 2:
+            raise Mistake(f"Called with {what}, your function returned {got.size} numbers "
+                          f"({type(result).__name__}).\nLikely mistake: the whole fit result "
+                          "(scipy's linregress, or every coefficient) came back: return its "
+                          "slope alone, a float (`.slope`, or the first coefficient).")
         if got.size == 2:
             raise Mistake(f"Called with {what}, your function returned two numbers "
                           f"{got.tolist()}.\nLikely mistake: both coefficients of the fit "
@@ -329,7 +375,13 @@ def check_fit_slope(fn: Callable) -> str:
         log_n, log_c = np.log(ns), np.log(costs)
         expected = np.polyfit(log_n, log_c, 1)[0]
         order = np.argsort(ns, kind="stable")
-        compare(got, np.array(expected), "slope", what, {
+        if not np.isclose(got, expected, rtol=1e-6, atol=1e-9) and rounded(
+                got, np.array(expected)):
+            raise Mistake(f"Called with {what}, your slope is {float(got)!r}, the right one "
+                          f"{expected!r}.\nLikely mistake: {rounded(got, np.array(expected))}")
+        steps = np.diff(log_n[order])
+        even = steps.size > 1 and np.allclose(steps, steps[0])
+        compare_story(got, np.array(expected), "slope", what, {
             "mixed logarithm bases: log10 on one axis and the natural log on the other (the "
             "slope is off by ln 10 = 2.303); use the same base for both.": np.array(
                 expected * math.log(10)),
@@ -350,8 +402,15 @@ def check_fit_slope(fn: Callable) -> str:
                 np.array(np.polyfit(log_c, log_n, 1)[0]),
             "that is the line's intercept, not its slope.":
                 np.array(np.polyfit(log_n, log_c, 1)[1]),
-            "the slope uses only the first and last points: a least-squares fit uses them all.":
+            "the slope uses only the first and last points" + (
+                " (or is the mean of the slopes between neighbouring points, which comes to the "
+                "same on sizes evenly spaced on log axes)" if even else "") +
+            ": a least-squares fit uses them all.":
                 np.array((log_c[-1] - log_c[0]) / (log_n[-1] - log_n[0])),
+            "the slope uses only the last two points: a least-squares fit uses them all.":
+                np.array((log_c[-1] - log_c[-2]) / (log_n[-1] - log_n[-2])),
+            "the slope is the ratio of the mean log cost to the mean log n: that ratio mixes in "
+            "the intercept; fit a line.": np.array(np.mean(log_c) / np.mean(log_n)),
             "the slope is the mean of the slopes between neighbouring points: a least-squares "
             "fit uses all the points at once.": np.array(np.mean(
                 np.diff(log_c[order]) / np.diff(log_n[order]))) if len(set(ns.tolist())) == ns.size
@@ -359,7 +418,11 @@ def check_fit_slope(fn: Callable) -> str:
             "the slope uses only the smallest and largest sizes: a least-squares fit uses all "
             "the points.": np.array((log_c[order[-1]] - log_c[order[0]])
                                     / (log_n[order[-1]] - log_n[order[0]])),
-        }, rtol=1e-6, atol=1e-9)
+        }, lambda: None if got.shape else (
+            f"your slope is {float(got):.4g} where the least-squares line through all "
+            f"{ns.size} points (log n, log cost) has slope {expected:.4g} (these costs grow "
+            f"like n^{k}): fit log(cost) against log(n), every point, one slope and one "
+            "intercept."), rtol=1e-6, atol=1e-9)
     return (f"Right on {len(cases)} noisy power laws, from lists and arrays, sizes unsorted and "
             "repeated included; any logarithm base gives the same slope.")
 
