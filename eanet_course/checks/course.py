@@ -452,7 +452,8 @@ def check_sinkhorn(fn: Callable) -> str:
     rng = np.random.default_rng(24)
     cases = [((6, 4), 1, rng, 0.0), ((6, 4), 3, rng, 0.0), ((2, 5, 7), 2, rng, 0.0),
              ((2, 5, 7), 10, rng, 0.0), ((3, 6, 5), 4, fresh_rng(), 0.0),
-             ((2, 6, 5), 2, rng, "shift"), ((2, 6, 5), 3, rng, 1000.0)]
+             ((2, 6, 5), 2, rng, "shift"), ((2, 6, 5), 3, rng, 1000.0), ((5, 5), 2, rng, 0.0)]
+    ran_on = None
     for shape, steps, gen, spread in cases:
         logits = 2.0 * gen.normal(size=shape)
         tolerances, not_finite = {}, None
@@ -467,8 +468,11 @@ def check_sinkhorn(fn: Callable) -> str:
             what += " (each memory unit's column offset by up to ±1000)"
             tolerances = {"rtol": LARGE_RTOL, "atol": LARGE_ATOL}
             not_finite = GLOBAL_MAX
-        got = to_array(call(fn, logits, steps, what=what), "plan", what)
-        compare(got, _sinkhorn(logits, steps), "plan", what, {
+        got = to_array(call_sized(fn, logits, steps, what=what, ran_on=ran_on), "plan", what)
+        ran_on = what
+        by_row = {"max": np.exp(logits - logits.max(axis=-1, keepdims=True)),
+                  "softmax": ref.softmax(logits, axis=-1)}
+        compare_story(got, _sinkhorn(logits, steps), "plan", what, {
             "the rounds start with the rows: each round first normalizes the columns (over the "
             "patches N), then the rows (over S), as the double normalization does.":
                 _sinkhorn(logits, steps, rows_first=True),
@@ -480,16 +484,56 @@ def check_sinkhorn(fn: Callable) -> str:
             "the exponential is taken again in every round (a softmax each time): it is taken "
             "once, before the first round; the rounds only divide by sums.":
                 _sinkhorn(logits, steps, exp_every_round=True),
-            "the rows are never normalized: each round divides every column by its sum over N, "
+            "the rows are never normalized" + (
+                " (or each step is half a round, one normalization; a round is both)"
+                if steps == 1 else "") + ": each round divides every column by its sum over N, "
             "then every row by its sum over S.": _sinkhorn(logits, steps, columns_only=True),
+            "each step is half a round (one normalization, columns and rows in turn): a round "
+            "is both, every column over N and then every row over S.":
+                _rounds(ref.softmax(logits, axis=-2), steps, half=True),
+            "the exponential is scaled per row before the first round (a maximum or a softmax "
+            "over S, axis -1): the columns' normalization does not cancel a factor per row. "
+            "Subtract each column's maximum (over N, axis -2) instead.":
+                _rounds(by_row["max"], steps),
+            "the exponential is normalized per row before the first round (a softmax over S, "
+            "axis -1): the columns' normalization does not cancel a factor per row. Start "
+            "from exp(logits), or a softmax over N (axis -2).": _rounds(by_row["softmax"], steps),
+            "the rows are divided by the sum of the whole map (every N and S), not each row by "
+            "its own sum over S (axis -1, keepdims=True).": _rounds(
+                ref.softmax(logits, axis=-2), steps, rows=lambda p: p.sum(axis=(-2, -1),
+                                                                          keepdims=True)),
+            "the rows are divided by a sum without keepdims=True: p.sum(axis=-1) has shape "
+            "(..., N) and broadcasts along the last axis, dividing column j by row j's sum. "
+            "Keep the axis (keepdims=True).": _rounds(
+                ref.softmax(logits, axis=-2), steps, rows=lambda p: np.expand_dims(
+                    p.sum(axis=-1), -2)) if shape[-1] == shape[-2] else np.full(1, np.nan),
+            "the rounds run until the plan converges (or for a fixed large number): run exactly "
+            "`steps` rounds.": _sinkhorn(logits, 500) if steps < 500 else np.full(1, np.nan),
             "fixed axes: your axes are counted from the front (0 and 1), which works for one "
             "(N, S) map but not with leading axes. Count from the end: N is -2, S is -1.":
                 _sinkhorn_front(logits, steps) if logits.ndim > 2 else np.full(1, np.nan),
             "steps - 1 rounds (a range that starts at 1?): the loop runs `steps` times.":
                 _sinkhorn(logits, steps - 1) if steps > 1
                 else np.exp(logits - logits.max(axis=-2, keepdims=True)),
-        }, **tolerances, not_finite=not_finite, axes=("N", "S"))
+        }, lambda: None if not spread else (
+            "right on small logits, but not on these large ones (and no NaN): the logits are "
+            "changed before the exponential (clipped, capped or scaled to keep exp finite?). "
+            "Subtract each column's maximum over N (axis -2) instead: it cancels in the "
+            "columns' normalization and changes nothing."),
+            **tolerances, not_finite=not_finite, axes=("N", "S"))
     return f"Right on {len(cases)} random inputs, 1 to 10 rounds, large logits included."
+
+
+def _rounds(plan: np.ndarray, steps: int, half: bool = False,
+            rows: Callable | None = None) -> np.ndarray:
+    """``steps`` rounds from ``plan`` (each: columns over N, then rows over S; ``half``: one
+    normalization per step, in turn; ``rows``: the rows' divisor)."""
+    for step in range(steps):
+        if not half or step % 2 == 0:
+            plan = plan / plan.sum(axis=-2, keepdims=True)
+        if not half or step % 2 == 1:
+            plan = plan / (rows(plan) if rows else plan.sum(axis=-1, keepdims=True))
+    return plan
 
 
 def _sinkhorn_front(logits: np.ndarray, steps: int) -> np.ndarray:
