@@ -545,10 +545,15 @@ def _sinkhorn_front(logits: np.ndarray, steps: int) -> np.ndarray:
     return p
 
 
-def _em_step(features, memory, e_axis=-1, normalize=True, hard=False, distance=False):
-    logits = (-((features[:, None] - memory[None]) ** 2).sum(-1) if distance
-              else features @ memory.T)
-    z = ref.softmax(logits, axis=e_axis)  # (N, S)
+def _em_step(features, memory, e_axis=-1, normalize=True, hard=False, distance=False,
+             scale=1.0, cosine=False, responsibilities=None):
+    if cosine:
+        logits = ((features / np.linalg.norm(features, axis=1, keepdims=True))
+                  @ (memory / np.linalg.norm(memory, axis=1, keepdims=True)).T)
+    else:
+        logits = (-((features[:, None] - memory[None]) ** 2).sum(-1) if distance
+                  else features @ memory.T) * scale
+    z = ref.softmax(logits, axis=e_axis) if responsibilities is None else responsibilities
     if hard:
         z = np.eye(memory.shape[0])[logits.argmax(axis=1)]
     if normalize == "N":
@@ -565,7 +570,8 @@ def check_em_step(fn: Callable) -> str:
     responsibility-weighted mean of the features."""
     rng = np.random.default_rng(25)
     cases = [((20, 4), 3, rng, False), ((20, 4), 3, rng, False), ((30, 6), 5, rng, False),
-             ((16, 3), 4, fresh_rng(), False), ((24, 5), 4, rng, True)]
+             ((16, 3), 4, fresh_rng(), False), ((24, 5), 4, rng, True), ((12, 4), 4, rng, False)]
+    ran_on = None
     for (n, d), s, gen, large in cases:
         features = gen.normal(size=(n, d))
         memory = gen.normal(size=(s, d))
@@ -581,8 +587,12 @@ def check_em_step(fn: Callable) -> str:
                           "subtract each patch's largest similarity (over the S units) before "
                           "it.")
             tolerances = {"rtol": LARGE_RTOL, "atol": 1e-3}
-        got = to_array(call(fn, features, memory, what=what), "memory", what)
-        compare(got, _em_step(features, memory), "memory", what, {
+        got = to_array(call_sized(fn, features, memory, what=what, ran_on=ran_on), "memory",
+                       what)
+        ran_on = what
+        expected = _em_step(features, memory)
+        logits = features @ memory.T
+        compare_story(got, expected, "memory", what, {
             "the responsibilities are a softmax over the patches N; each patch shares itself "
             "among the S units (a softmax over S), as in k-means' assignment.":
                 _em_step(features, memory, e_axis=0),
@@ -598,5 +608,35 @@ def check_em_step(fn: Callable) -> str:
             "the responsibilities (N, S) came back: return the updated memory (S, d), the "
             "responsibility-weighted means of the features.":
                 ref.softmax(features @ memory.T, axis=-1),
-        }, not_finite=not_finite, **tolerances, axes=("S", "d"))
+            "the similarities are divided by sqrt(d), as in scaled dot-product attention: the "
+            "contract's softmax is of the plain dot products.":
+                _em_step(features, memory, scale=1 / math.sqrt(d)),
+            "cosine similarities (features and units normalized to length 1): the contract's "
+            "similarities are the plain dot products.": _em_step(features, memory, cosine=True),
+            "each patch's responsibilities do not sum to 1 over the S units: the exponential "
+            "without the softmax's division by its sum over S.": _em_step(
+                features, memory, responsibilities=np.exp(
+                    logits - logits.max(axis=1, keepdims=True))),
+            "the responsibilities are the raw dot products, with no softmax over the S units.":
+                _em_step(features, memory, responsibilities=logits),
+            "the weighted sums are divided without keepdims: z.sum(axis=0) has shape (S,) and "
+            "broadcasts along the last axis (d), dividing feature j by unit j's total. Keep the "
+            "axis ([:, None] or keepdims=True).": (
+                ref.softmax(logits, axis=-1).T @ features) / ref.softmax(logits, axis=-1).sum(
+                    axis=0) if s == d else np.full(1, np.nan),
+        }, lambda: _em_story(got, expected, memory), not_finite=not_finite, **tolerances,
+            axes=("S", "d"))
     return f"Right on {len(cases)} random features and memories."
+
+
+def _em_story(got: np.ndarray, expected: np.ndarray, memory: np.ndarray) -> str | None:
+    """``got`` as a mix ``a * memory + b * new`` of the old memory and the right update."""
+    if got.shape != expected.shape:
+        return None
+    basis = np.stack([memory.ravel(), expected.ravel()], axis=1)
+    (a, b), *_ = np.linalg.lstsq(basis, got.ravel(), rcond=None)
+    if abs(a) > 1e-3 and np.allclose(basis @ (a, b), got.ravel(), rtol=1e-4, atol=1e-6):
+        return (f"your memory is {a:.3g} x the old memory + {b:.3g} x the right update: the old "
+                "memory is mixed in (a momentum or a residual update). One EM round replaces "
+                "each unit by the responsibility-weighted mean of the features.")
+    return None
