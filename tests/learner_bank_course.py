@@ -93,6 +93,21 @@ def std2_floor_division(train, test):
     return (train - mean) // std, (test - mean) // std
 
 
+def std2_channels_first(train, test):
+    mean, std = train.mean(axis=(0, 1, 2)), train.std(axis=(0, 1, 2))
+    return (np.moveaxis((train - mean) / std, -1, 1), np.moveaxis((test - mean) / std, -1, 1))
+
+
+def std2_with_stats(train, test):
+    mean, std = train.mean(axis=(0, 1, 2)), train.std(axis=(0, 1, 2))
+    return (train - mean) / std, (test - mean) / std, (mean, std)
+
+
+def std2_global_mean_channel_std(train, test):
+    mean, std = train.mean(), train.std(axis=(0, 1, 2))
+    return (train - mean) / std, (test - mean) / std
+
+
 # ----------------------------------------------------------------------------------------------
 # 08 attention_to_pixels
 
@@ -161,6 +176,15 @@ def pix2_shape_in_place(scores, size, p):
     return np.kron(scores, np.ones((p, p)))
 
 
+def pix2_np_resize(scores, size, p):
+    return np.resize(np.repeat(scores, p), (size, size))
+
+
+def pix2_with_grid(scores, size, p):
+    grid = scores.reshape(size // p, size // p)
+    return np.kron(grid, np.ones((p, p))), grid
+
+
 def pix2_flipped_rows(scores, size, p):
     side = size // p
     return np.flipud(np.kron(scores.reshape(side, side), np.ones((p, p))))
@@ -226,6 +250,17 @@ def top2_pairs(attention, k):
 
 def top2_fixed_k(attention, k):
     return np.argsort(-attention.sum(axis=0))[:3]
+
+
+def top2_mask(attention, k):
+    totals = attention.sum(axis=0)
+    return (totals >= np.sort(totals)[-k]).astype(int)
+
+
+def top2_with_totals(attention, k):
+    totals = attention.sum(axis=0)
+    units = np.argsort(-totals)[:k]
+    return units, totals[units]
 
 
 def top2_mean_over_units(attention, k):
@@ -298,6 +333,10 @@ def slope2_sorts_in_place(ns, costs):
 def slope2_neighbour_mean(ns, costs):
     x, y = np.log(ns), np.log(costs)
     return float(np.mean(np.diff(y) / np.diff(x)))
+
+
+def slope2_pointwise(ns, costs):
+    return np.log(costs) / np.log(ns)
 
 
 def slope2_string(ns, costs):
@@ -400,6 +439,24 @@ def sk2_total_sum(logits, steps):
         p = p / p.sum(axis=-2, keepdims=True)
         p = p / p.sum(axis=(-2, -1), keepdims=True)
     return p
+
+
+def sk2_log_domain_no_exp(logits, steps):
+    from scipy.special import logsumexp
+    lp = np.asarray(logits, dtype=float)
+    for _ in range(steps):
+        lp = lp - logsumexp(lp, axis=-2, keepdims=True)
+        lp = lp - logsumexp(lp, axis=-1, keepdims=True)
+    return lp
+
+
+def sk2_with_scalings(logits, steps):
+    kernel = np.exp(logits - logits.max(axis=-2, keepdims=True))
+    u = np.ones(kernel.shape[:-1] + (1,))
+    for _ in range(steps):
+        v = 1.0 / (kernel * u).sum(axis=-2, keepdims=True)
+        u = 1.0 / (kernel * v).sum(axis=-1, keepdims=True)
+    return u * kernel * v, u, v
 
 
 def sk2_loop_first_axis(logits, steps):
@@ -508,6 +565,13 @@ def em2_global_max(features, memory):
     return (z.T @ features) / z.sum(axis=0)[:, None]
 
 
+def em2_with_responsibilities(features, memory):
+    logits = features @ memory.T
+    z = np.exp(logits - logits.max(axis=1, keepdims=True))
+    z /= z.sum(axis=1, keepdims=True)
+    return (z.T @ features) / z.sum(axis=0)[:, None], z
+
+
 def em2_no_keepdims(features, memory):
     logits = features @ memory.T
     z = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -529,6 +593,9 @@ BANK = [
     (C.check_standardize, std2_returns_stats, False, "statistics"),
     (C.check_standardize, std2_test_not_shifted, False, "test"),
     (C.check_standardize, std2_floor_division, False, "integer division"),
+    (C.check_standardize, std2_channels_first, False, "transpose"),
+    (C.check_standardize, std2_with_stats, False, "return exactly two"),
+    (C.check_standardize, std2_global_mean_channel_std, False, "the shift (the mean) is not"),
     (C.check_attention_to_pixels, pix2_list_comprehension, True, None),
     (C.check_attention_to_pixels, pix2_broadcast_reshape, True, None),
     (C.check_attention_to_pixels, pix2_fancy_index_tf, True, None),
@@ -539,6 +606,8 @@ BANK = [
     (C.check_attention_to_pixels, pix2_bilinear, False, "interpolat"),
     (C.check_attention_to_pixels, pix2_batch_axes_kept, False, "extra ax"),
     (C.check_attention_to_pixels, pix2_shape_in_place, False, "in-place"),
+    (C.check_attention_to_pixels, pix2_np_resize, False, "laid out"),
+    (C.check_attention_to_pixels, pix2_with_grid, False, "alone"),
     (C.check_attention_to_pixels, pix2_flipped_rows, False, "reverse order along axis -2"),
     (C.check_attention_to_pixels, pix2_skips_first_patch_row, False, "never filled"),
     (C.check_top_units, top2_reverse_slice, True, None),
@@ -550,6 +619,8 @@ BANK = [
     (C.check_top_units, top2_flat_indices, False, "flat"),
     (C.check_top_units, top2_pairs, False, "pairs"),
     (C.check_top_units, top2_fixed_k, False, "fixed"),
+    (C.check_top_units, top2_mask, False, "mask"),
+    (C.check_top_units, top2_with_totals, False, "alone"),
     (C.check_top_units, top2_mean_over_units, False, "ranks patches"),
     (C.check_top_units, top2_argmax_each_row, False, "argmax"),
     (C.check_top_units, top2_units_of_largest_entries, False, "single"),
@@ -564,6 +635,7 @@ BANK = [
     (C.check_fit_slope, slope2_last_two, False, "last two points"),
     (C.check_fit_slope, slope2_sorts_in_place, False, "in-place"),
     (C.check_fit_slope, slope2_neighbour_mean, False, "neighbouring points"),
+    (C.check_fit_slope, slope2_pointwise, False, "per point"),
     (C.check_fit_slope, slope2_string, False, "text"),
     (C.check_sinkhorn, sk2_scaling_vectors, True, None),
     (C.check_sinkhorn, sk2_keras_ops, True, None),
@@ -576,6 +648,8 @@ BANK = [
     (C.check_sinkhorn, sk2_transposed, False, "transpose"),
     (C.check_sinkhorn, sk2_no_keepdims, False, "keepdims"),
     (C.check_sinkhorn, sk2_total_sum, False, "whole map"),
+    (C.check_sinkhorn, sk2_log_domain_no_exp, False, "logarithm of the plan"),
+    (C.check_sinkhorn, sk2_with_scalings, False, "alone"),
     (C.check_sinkhorn, sk2_loop_first_axis, False, "leading ax"),
     (C.check_em_step, em2_python_loops, True, None),
     (C.check_em_step, em2_tf, True, None),
@@ -589,5 +663,6 @@ BANK = [
     (C.check_em_step, em2_updates_memory_in_place, False, "in-place"),
     (C.check_em_step, em2_cosine, False, "cosine"),
     (C.check_em_step, em2_global_max, False, "each patch's largest"),
+    (C.check_em_step, em2_with_responsibilities, False, "alone"),
     (C.check_em_step, em2_no_keepdims, False, "keepdims"),
 ]

@@ -722,3 +722,18 @@ def rounded(got: np.ndarray, expected: np.ndarray) -> str | None:
                     f"{'s' if digits > 1 else ''}: return them unrounded (round only when you "
                     "print).")
     return None
+
+
+def extra_results(result, shape: tuple[int, ...], label: str, what: str) -> None:
+    """Feedback when ``result`` is a tuple or list of several arrays, one of them of the
+    contract's ``shape``: the learner returned ``label`` together with something else."""
+    if not isinstance(result, (tuple, list)) or not 2 <= len(result) <= 4 or not all(
+            hasattr(item, "shape") for item in result):
+        return
+    shapes = [tuple(item.shape) for item in result]
+    if shapes.count(tuple(shape)) == 1 and len(set(shapes)) > 1:
+        index = shapes.index(tuple(shape))
+        raise Mistake(f"Called with {what}, your function returned a {type(result).__name__} of "
+                      f"{len(result)} arrays, of shapes {shapes}.\nLikely mistake: {label} is "
+                      f"returned together with other results (item {index} has the contract's "
+                      f"shape {tuple(shape)}): return {label} alone.")

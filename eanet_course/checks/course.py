@@ -14,8 +14,8 @@ import numpy as np
 
 from eanet_course import reference as ref
 from eanet_course.checks._core import (
-    Mistake, call, call_sized, checker, compare, compare_story, fresh_rng, ordered, pair, rounded,
-    to_array,
+    Mistake, call, call_sized, checker, compare, compare_story, extra_results, fresh_rng, ordered,
+    pair, rounded, to_array,
 )
 from eanet_course.checks.attention import GLOBAL_MAX, LARGE_ATOL, LARGE_RTOL, UNSTABLE
 
@@ -187,6 +187,12 @@ def _pixels_story(got: np.ndarray, scores: np.ndarray, size: int, p: int) -> str
         return None  # a few rows or columns of pixels: diagnose says which
     if np.any(spread > 1e-6):
         r, c = (int(i) for i in np.argwhere(spread > 1e-6)[0])
+        if np.all(np.min(np.abs(got.reshape(-1, 1) - scores.reshape(1, -1)), axis=1) <= 1e-6):
+            return (f"every pixel holds a score, but the {p} x {p} square of a patch holds "
+                    f"several patches' scores (the first: row {r}, column {c} of the patch "
+                    "grid): the scores are laid out pixel by pixel (np.resize, or a reshape of "
+                    "repeated scores?), not each filling its own square. Reshape to the (side, "
+                    "side) grid first, then repeat along both axes.")
         return (f"the pixels of one patch's {p} x {p} square hold different values (the first "
                 f"such square: row {r}, column {c} of the patch grid), interpolated or smoothed "
                 "(a bilinear resize?): every pixel of a square takes its own patch's score, "
@@ -217,8 +223,9 @@ def check_attention_to_pixels(fn: Callable) -> str:
         side = size // p
         scores = gen.uniform(size=side * side)
         what = f"unit_scores of shape ({side * side},), image_size={size}, patch_size={p}"
-        got = to_array(call_sized(fn, scores, size, p, what=what, ran_on=ran_on), "pixel map",
-                       what)
+        result = call_sized(fn, scores, size, p, what=what, ran_on=ran_on)
+        extra_results(result, (size, size), "the pixel map", what)
+        got = to_array(result, "pixel map", what)
         ran_on = what
         grid = scores.reshape(side, side)
         compare_story(got, _pixels(scores, size, p), "pixel map", what, {
@@ -258,7 +265,9 @@ def check_top_units(fn: Callable) -> str:
     for shape, k, gen in cases:
         attention = ref.double_normalization(3.0 * gen.normal(size=shape))
         what = f"attention of shape {shape} and k={k}"
-        got = to_array(call_sized(fn, attention, k, what=what, ran_on=ran_on), "units", what)
+        result = call_sized(fn, attention, k, what=what, ran_on=ran_on)
+        extra_results(result, (k,), "the units", what)
+        got = to_array(result, "units", what)
         ran_on = what
         totals = attention.sum(axis=0)
         order = np.argsort(-totals)
@@ -306,6 +315,8 @@ def check_top_units(fn: Callable) -> str:
                 attention.argmax(axis=1)[:k].astype(np.float64),
             "pairs (unit, total) came back: return the units alone, a (k,) array of indices.":
                 np.stack([expected, totals[expected]], axis=1),
+            "the units and their totals came back together: return the units alone, a (k,) "
+            "array of indices.": np.stack([expected, totals[expected]]),
         }, lambda: _top_story(got, order, k), rtol=0, atol=0, axes=("k",))
         right_ks.append(k)
     return f"Right on {len(cases)} random maps, up to S = 400 memory units."
@@ -316,6 +327,9 @@ def _top_story(got: np.ndarray, order: np.ndarray, k: int) -> str | None:
     s = order.size
     if got.ndim != 1 or not np.all(got == np.round(got)):
         return None
+    if got.size == s and set(np.unique(got).tolist()) <= {0.0, 1.0}:
+        return (f"a mask over the {s} units came back (1 for the top units), not their indices: "
+                "return the k indices, largest total first.")
     if np.any(got < 0) or np.any(got >= s):
         return (f"some of your values ({got[(got < 0) | (got >= s)][:4].tolist()}) are not unit "
                 f"indices, which run from 0 to {s - 1} (S = {s}): return indices into the S "
@@ -356,6 +370,12 @@ def check_fit_slope(fn: Callable) -> str:
                 f"that grow like n^{k} with noise")
         result = call_sized(fn, *args, what=what)
         got = to_array(result, "slope", what)
+        if got.size == ns.size and got.size > 2:
+            raise Mistake(f"Called with {what}, your function returned {got.size} numbers, one "
+                          "per point.\nLikely mistake: a value per point (an element-wise ratio "
+                          "of logarithms, or the fitted line's values?): the slope is one number "
+                          "for all the points, the least-squares slope of log cost against "
+                          "log n.")
         if got.size > 2:
             raise Mistake(f"Called with {what}, your function returned {got.size} numbers "
                           f"({type(result).__name__}).\nLikely mistake: the whole fit result "
@@ -468,7 +488,9 @@ def check_sinkhorn(fn: Callable) -> str:
             what += " (each memory unit's column offset by up to ±1000)"
             tolerances = {"rtol": LARGE_RTOL, "atol": LARGE_ATOL}
             not_finite = GLOBAL_MAX
-        got = to_array(call_sized(fn, logits, steps, what=what, ran_on=ran_on), "plan", what)
+        result = call_sized(fn, logits, steps, what=what, ran_on=ran_on)
+        extra_results(result, shape, "the plan", what)
+        got = to_array(result, "plan", what)
         ran_on = what
         by_row = {"max": np.exp(logits - logits.max(axis=-1, keepdims=True)),
                   "softmax": ref.softmax(logits, axis=-1)}
@@ -507,6 +529,8 @@ def check_sinkhorn(fn: Callable) -> str:
             "Keep the axis (keepdims=True).": _rounds(
                 ref.softmax(logits, axis=-2), steps, rows=lambda p: np.expand_dims(
                     p.sum(axis=-1), -2)) if shape[-1] == shape[-2] else np.full(1, np.nan),
+            "the logarithm of the plan came back (rounds in the log domain, without the final "
+            "exponential): return the plan itself.": np.log(_sinkhorn(logits, steps)),
             "the rounds run until the plan converges (or for a fixed large number): run exactly "
             "`steps` rounds.": _sinkhorn(logits, 500) if steps < 500 else np.full(1, np.nan),
             "fixed axes: your axes are counted from the front (0 and 1), which works for one "
@@ -587,8 +611,9 @@ def check_em_step(fn: Callable) -> str:
                           "subtract each patch's largest similarity (over the S units) before "
                           "it.")
             tolerances = {"rtol": LARGE_RTOL, "atol": 1e-3}
-        got = to_array(call_sized(fn, features, memory, what=what, ran_on=ran_on), "memory",
-                       what)
+        result = call_sized(fn, features, memory, what=what, ran_on=ran_on)
+        extra_results(result, (s, d), "the updated memory", what)
+        got = to_array(result, "memory", what)
         ran_on = what
         expected = _em_step(features, memory)
         logits = features @ memory.T
