@@ -14,8 +14,8 @@ import numpy as np
 
 from eanet_course import reference as ref
 from eanet_course.checks._core import (
-    Mistake, call, call_sized, checker, compare, compare_story, extra_results, fresh_rng, ordered,
-    pair, rounded, to_array,
+    Mistake, call_sized, checker, compare_story, extra_results, fresh_rng, ordered, pair, rounded,
+    to_array,
 )
 from eanet_course.checks.attention import GLOBAL_MAX, LARGE_ATOL, LARGE_RTOL, UNSTABLE
 
