@@ -185,6 +185,11 @@ def pix2_with_grid(scores, size, p):
     return np.kron(grid, np.ones((p, p))), grid
 
 
+def pix2_columns_twice(scores, size, p):
+    grid = np.reshape(scores, (size // p, size // p))
+    return np.repeat(np.repeat(grid, p, axis=1), p, axis=1)
+
+
 def pix2_flipped_rows(scores, size, p):
     side = size // p
     return np.flipud(np.kron(scores.reshape(side, side), np.ones((p, p))))
@@ -608,6 +613,7 @@ BANK = [
     (C.check_attention_to_pixels, pix2_shape_in_place, False, "in-place"),
     (C.check_attention_to_pixels, pix2_np_resize, False, "laid out"),
     (C.check_attention_to_pixels, pix2_with_grid, False, "alone"),
+    (C.check_attention_to_pixels, pix2_columns_twice, False, "axis=1 both times"),
     (C.check_attention_to_pixels, pix2_flipped_rows, False, "reverse order along axis -2"),
     (C.check_attention_to_pixels, pix2_skips_first_patch_row, False, "never filled"),
     (C.check_top_units, top2_reverse_slice, True, None),

@@ -664,12 +664,14 @@ def relikely(mistake: Mistake, likely: str) -> Mistake:
     return Mistake((text if cut < 0 else text[:cut]) + "\nLikely mistake: " + likely)
 
 
-def call_sized(fn: Callable, *args, what: str, ran_on: str | None = None):
+def call_sized(fn: Callable, *args, what: str, ran_on: dict[tuple, str]):
     """:func:`call`, with a better "Likely mistake" for two errors of the learner's code: a
-    function of the math module given a whole sequence, and (when the function already ran on
-    the inputs ``ran_on`` describes) a size fixed in the code that fits those inputs only."""
+    function of the math module given a whole sequence, and a size fixed in the code (the
+    function raises on inputs of new shapes after it ran on others). ``ran_on`` maps the shapes
+    of the array arguments it ran on to their description; the call adds its own."""
+    shapes = tuple(np.shape(a) for a in args if isinstance(a, np.ndarray))
     try:
-        return call(fn, *args, what=what)
+        result = call(fn, *args, what=what)
     except Mistake as mistake:
         head = str(mistake).split("\n")[0]
         if " raised " not in head:
@@ -678,13 +680,15 @@ def call_sized(fn: Callable, *args, what: str, ran_on: str | None = None):
             raise relikely(mistake, "a function that takes one number (math.log, math.exp, "
                                     "float(...)) given a whole sequence: use NumPy's, which "
                                     "works element by element (np.log, np.exp).") from None
-        if ran_on:
-            raise relikely(mistake, f"your function ran on {ran_on} but fails on these inputs, "
-                                    "of other sizes: a size fixed in the code (a number of "
-                                    "channels, patches, images or units from the notebook?). "
-                                    "Read every size from the inputs' shapes or the arguments."
-                           ) from None
+        if ran_on and shapes not in ran_on:
+            raise relikely(mistake, f"your function ran on {list(ran_on.values())[-1]} but "
+                                    "fails on these inputs, of other shapes: a size fixed in "
+                                    "the code (a number of channels, patches, images or units "
+                                    "from the notebook?). Read every size from the inputs' "
+                                    "shapes or the arguments.") from None
         raise
+    ran_on.setdefault(shapes, what)
+    return result
 
 
 def compare_story(got: np.ndarray, expected: np.ndarray, label: str, what: str,

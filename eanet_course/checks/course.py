@@ -69,7 +69,7 @@ def check_standardize(fn: Callable) -> str:
     rng = np.random.default_rng(20)
     cases = [("uint8", (64, 8, 8, 3), rng), ("uint8", (64, 8, 8, 3), rng),
              ("float", (48, 6, 6, 2), rng), ("uint8", (64, 8, 8, 3), fresh_rng())]
-    ran_on = None
+    ran_on: dict[tuple, str] = {}
     for kind, shape, gen in cases:
         channels = shape[-1]
         centre = gen.uniform(40, 200, size=channels)
@@ -81,7 +81,6 @@ def check_standardize(fn: Callable) -> str:
         what = f"{kind} train images {train.shape} and test images {test.shape}"
         out_train, out_test = pair(call_sized(fn, train, test, what=what, ran_on=ran_on),
                                    ("train", "test"), what)
-        ran_on = what
         f_train, f_test = train.astype(np.float64), test.astype(np.float64)
         if out_train.shape != train.shape and out_train.size == channels and \
                 out_test.size == channels:
@@ -218,7 +217,7 @@ def check_attention_to_pixels(fn: Callable) -> str:
     rng = np.random.default_rng(21)
     cases = [((8, 2), rng), ((8, 2), rng), ((12, 3), rng), ((32, 4), rng), ((12, 4), fresh_rng()),
              ((10, 5), rng)]
-    ran_on = None
+    ran_on: dict[tuple, str] = {}
     for (size, p), gen in cases:
         side = size // p
         scores = gen.uniform(size=side * side)
@@ -226,7 +225,6 @@ def check_attention_to_pixels(fn: Callable) -> str:
         result = call_sized(fn, scores, size, p, what=what, ran_on=ran_on)
         extra_results(result, (size, size), "the pixel map", what)
         got = to_array(result, "pixel map", what)
-        ran_on = what
         grid = scores.reshape(side, side)
         compare_story(got, _pixels(scores, size, p), "pixel map", what, {
             "the patch grid is transposed: patches run row by row over the image (patch 1 is "
@@ -247,6 +245,12 @@ def check_attention_to_pixels(fn: Callable) -> str:
             "its patch's P x P square.": grid,
             "each score is repeated along one axis only (the rows); repeat along both axes.":
                 np.repeat(grid, p, axis=0),
+            "each score is repeated along the columns twice (axis=1 both times), so the rows "
+            "are never repeated: repeat once along axis 0 and once along axis 1.":
+                np.repeat(grid, p * p, axis=1) if p > 1 else np.full(1, np.nan),
+            "each score is repeated along the rows twice (axis=0 both times), so the columns "
+            "are never repeated: repeat once along axis 0 and once along axis 1.":
+                np.repeat(grid, p * p, axis=0) if p > 1 else np.full(1, np.nan),
             "each score is repeated image_size // patch_size times (the number of patches per "
             "side), not patch_size times (the pixels per patch side).":
                 _pixels(scores, side * side, side) if side != p else np.full(1, np.nan),
@@ -261,14 +265,14 @@ def check_top_units(fn: Callable) -> str:
     rng = np.random.default_rng(22)
     cases = [((16, 8), 3, rng), ((16, 8), 3, rng), ((9, 12), 5, rng), ((25, 6), 1, rng),
              ((16, 10), 4, fresh_rng()), ((64, 200), 12, rng), ((40, 400), 250, rng), ((32, 300), 200, fresh_rng())]
-    ran_on, right_ks = None, []
+    ran_on: dict[tuple, str] = {}
+    right_ks: list[int] = []
     for shape, k, gen in cases:
         attention = ref.double_normalization(3.0 * gen.normal(size=shape))
         what = f"attention of shape {shape} and k={k}"
         result = call_sized(fn, attention, k, what=what, ran_on=ran_on)
         extra_results(result, (k,), "the units", what)
         got = to_array(result, "units", what)
-        ran_on = what
         totals = attention.sum(axis=0)
         order = np.argsort(-totals)
         expected = order[:k]
@@ -360,6 +364,7 @@ def check_fit_slope(fn: Callable) -> str:
     rng = np.random.default_rng(23)
     cases = [(rng, 1.0, "array"), (rng, 2.0, "list"), (rng, 1.37, "array"),
              (fresh_rng(), 0.6, "list"), (rng, 1.8, "uneven")]
+    ran_on: dict[tuple, str] = {}
     for gen, k, kind in cases:
         ns = np.array([64, 128, 256, 512, 1024, 2048])
         if kind == "uneven":  # unevenly spaced, unsorted, a size measured twice
@@ -368,7 +373,7 @@ def check_fit_slope(fn: Callable) -> str:
         args = (ns.tolist(), costs.tolist()) if kind == "list" else (ns, costs)
         what = (f"{'Python lists' if kind == 'list' else 'arrays'} ns {ns.tolist()} and costs "
                 f"that grow like n^{k} with noise")
-        result = call_sized(fn, *args, what=what)
+        result = call_sized(fn, *args, what=what, ran_on=ran_on)
         got = to_array(result, "slope", what)
         if got.size == ns.size and got.size > 2:
             raise Mistake(f"Called with {what}, your function returned {got.size} numbers, one "
@@ -473,7 +478,7 @@ def check_sinkhorn(fn: Callable) -> str:
     cases = [((6, 4), 1, rng, 0.0), ((6, 4), 3, rng, 0.0), ((2, 5, 7), 2, rng, 0.0),
              ((2, 5, 7), 10, rng, 0.0), ((3, 6, 5), 4, fresh_rng(), 0.0),
              ((2, 6, 5), 2, rng, "shift"), ((2, 6, 5), 3, rng, 1000.0), ((5, 5), 2, rng, 0.0)]
-    ran_on = None
+    ran_on: dict[tuple, str] = {}
     for shape, steps, gen, spread in cases:
         logits = 2.0 * gen.normal(size=shape)
         tolerances, not_finite = {}, None
@@ -491,7 +496,6 @@ def check_sinkhorn(fn: Callable) -> str:
         result = call_sized(fn, logits, steps, what=what, ran_on=ran_on)
         extra_results(result, shape, "the plan", what)
         got = to_array(result, "plan", what)
-        ran_on = what
         by_row = {"max": np.exp(logits - logits.max(axis=-1, keepdims=True)),
                   "softmax": ref.softmax(logits, axis=-1)}
         compare_story(got, _sinkhorn(logits, steps), "plan", what, {
@@ -595,7 +599,7 @@ def check_em_step(fn: Callable) -> str:
     rng = np.random.default_rng(25)
     cases = [((20, 4), 3, rng, False), ((20, 4), 3, rng, False), ((30, 6), 5, rng, False),
              ((16, 3), 4, fresh_rng(), False), ((24, 5), 4, rng, True), ((12, 4), 4, rng, False)]
-    ran_on = None
+    ran_on: dict[tuple, str] = {}
     for (n, d), s, gen, large in cases:
         features = gen.normal(size=(n, d))
         memory = gen.normal(size=(s, d))
@@ -614,7 +618,6 @@ def check_em_step(fn: Callable) -> str:
         result = call_sized(fn, features, memory, what=what, ran_on=ran_on)
         extra_results(result, (s, d), "the updated memory", what)
         got = to_array(result, "memory", what)
-        ran_on = what
         expected = _em_step(features, memory)
         logits = features @ memory.T
         compare_story(got, expected, "memory", what, {
