@@ -649,6 +649,10 @@ SCALAR_FUNCTION_ERRORS = ("only length-1 arrays", "only size-1 arrays",
                           "only 0-dimensional arrays", "must be real number, not",
                           "only integer scalar arrays")
 
+#: Words of the errors that a size fixed in the code raises on inputs of other sizes.
+SIZE_ERRORS = ("reshape", "broadcast", "index", "out of bounds", "shape", "size", "dimension",
+               "not aligned", "incompatible")
+
 #: The openings of :func:`diagnose`'s accounts that say only how the values differ (a factor, a
 #: shift, where), not which step went wrong: a checker's own story may do better.
 GENERIC_ACCOUNTS = ("your values are the right ones times", "your values are the right ones plus",
@@ -669,7 +673,7 @@ def call_sized(fn: Callable, *args, what: str, ran_on: dict[tuple, str]):
     function of the math module given a whole sequence, and a size fixed in the code (the
     function raises on inputs of new shapes after it ran on others). ``ran_on`` maps the shapes
     of the array arguments it ran on to their description; the call adds its own."""
-    shapes = tuple(np.shape(a) for a in args if isinstance(a, np.ndarray))
+    shapes = tuple(np.shape(a) for a in args if isinstance(a, (np.ndarray, list, tuple)))
     try:
         result = call(fn, *args, what=what)
     except Mistake as mistake:
@@ -680,7 +684,7 @@ def call_sized(fn: Callable, *args, what: str, ran_on: dict[tuple, str]):
             raise relikely(mistake, "a function that takes one number (math.log, math.exp, "
                                     "float(...)) given a whole sequence: use NumPy's, which "
                                     "works element by element (np.log, np.exp).") from None
-        if ran_on and shapes not in ran_on:
+        if ran_on and shapes not in ran_on and any(word in head.lower() for word in SIZE_ERRORS):
             raise relikely(mistake, f"your function ran on {list(ran_on.values())[-1]} but "
                                     "fails on these inputs, of other shapes: a size fixed in "
                                     "the code (a number of channels, patches, images or units "
