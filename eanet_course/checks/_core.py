@@ -673,7 +673,7 @@ def call_more(fn: Callable, *args, what: str):
         head = text[:text.rfind("Likely mistake: ")] if "Likely mistake: " in text else text
         for needles, cause in MORE_ERROR_CAUSES:
             if " raised " in head and any(n in head.lower() for n in needles):
-                raise Mistake(f"{head}Likely mistake: {cause}") from None
+                raise relikely(error, cause) from None
         raise
 
 
@@ -779,15 +779,112 @@ def compare_more(got: np.ndarray, expected: np.ndarray, label: str, what: str,
                  atol: float = ATOL, not_finite: str | None = None,
                  axes: tuple[str, ...] | None = None) -> None:
     """:func:`compare`, with :func:`relate`'s diagnosis in the "Likely mistake" line where it
-    finds one and no known mistake of the exercise matches."""
+    finds one and no known mistake of the exercise matches (:func:`compare_story`)."""
+    compare_story(got, expected, label, what, mistakes,
+                  lambda: relate(got, expected, axes, rtol, atol), accounts=None, rtol=rtol,
+                  atol=atol, not_finite=not_finite, axes=axes)
+
+
+# -- bank-course: generic helpers for the course group's checkers (exercises 00, 08, 09, 10).
+
+#: Errors of functions that take one number, called on a whole sequence, and what they mean.
+SCALAR_FUNCTION_ERRORS = ("only length-1 arrays", "only size-1 arrays",
+                          "only 0-dimensional arrays", "must be real number, not",
+                          "only integer scalar arrays")
+
+#: Words of the errors that a size fixed in the code raises on inputs of other sizes.
+SIZE_ERRORS = ("reshape", "broadcast", "index", "out of bounds", "shape", "size", "dimension",
+               "not aligned", "incompatible")
+
+#: The openings of :func:`diagnose`'s accounts that say only how the values differ (a factor, a
+#: shift, where), not which step went wrong: a checker's own story may do better.
+GENERIC_ACCOUNTS = ("your values are the right ones times", "your values are the right ones plus",
+                    "your values are the right ones up to one factor",
+                    "values differ, the first at index", "have lengths",
+                    "where the contract gives", "axes, the contract's")
+
+
+def relikely(mistake: Mistake, likely: str) -> Mistake:
+    """``mistake`` with its "Likely mistake:" line (and what follows) replaced by ``likely``."""
+    text = str(mistake)
+    cut = text.find("\nLikely mistake: ")
+    return Mistake((text if cut < 0 else text[:cut]) + "\nLikely mistake: " + likely)
+
+
+def call_sized(fn: Callable, *args, what: str, ran_on: dict[tuple, str]):
+    """:func:`call`, with a better "Likely mistake" for two errors of the learner's code: a
+    function of the math module given a whole sequence, and a size fixed in the code (the
+    function raises on inputs of new shapes after it ran on others). ``ran_on`` maps the shapes
+    of the array arguments it ran on to their description; the call adds its own."""
+    shapes = tuple(np.shape(a) for a in args if isinstance(a, (np.ndarray, list, tuple)))
     try:
-        compare(got, expected, label, what, mistakes, rtol, atol, not_finite, axes)
-    except Mistake as error:
-        text = str(error)
-        if "classic wrong answer" in text or "Likely mistake: " not in text:
+        result = call(fn, *args, what=what)
+    except Mistake as mistake:
+        head = str(mistake).split("\n")[0]
+        if " raised " not in head:
             raise
-        better = relate(got, expected, axes, rtol, atol)
-        if better is None:
+        if "math." in head or any(e in head for e in SCALAR_FUNCTION_ERRORS):
+            raise relikely(mistake, "a function that takes one number (math.log, math.exp, "
+                                    "float(...)) given a whole sequence: use NumPy's, which "
+                                    "works element by element (np.log, np.exp).") from None
+        if ran_on and shapes not in ran_on and any(word in head.lower() for word in SIZE_ERRORS):
+            raise relikely(mistake, f"your function ran on {list(ran_on.values())[-1]} but "
+                                    "fails on these inputs, of other shapes: a size fixed in "
+                                    "the code (a number of channels, patches, images or units "
+                                    "from the notebook?). Read every size from the inputs' "
+                                    "shapes or the arguments.") from None
+        raise
+    ran_on.setdefault(shapes, what)
+    return result
+
+
+def compare_story(got: np.ndarray, expected: np.ndarray, label: str, what: str,
+                  mistakes: dict[str, np.ndarray] | None, story: Callable[[], str | None],
+                  accounts: tuple[str, ...] | None = GENERIC_ACCOUNTS, **options) -> None:
+    """:func:`compare`; where no known mistake fits and :func:`diagnose` can only say how the
+    values differ (one of ``accounts``; ``None``: whatever it says), ``story()`` (the checker's
+    own account of how ``got`` came about, or None) gives the "Likely mistake" instead."""
+    try:
+        compare(got, expected, label, what, mistakes, **options)
+    except Mistake as mistake:
+        text = str(mistake)
+        likely = text[text.find("\nLikely mistake: "):]
+        if "a classic wrong answer" in text.split("\n")[0] or (accounts is not None and not any(
+                account in likely for account in accounts)):
             raise
-        raise Mistake(text[:text.rfind("Likely mistake: ")] + "Likely mistake: " + better) \
-            from None
+        told = story()
+        if told is None:
+            raise
+        raise relikely(mistake, told) from None
+
+
+def rounded(got: np.ndarray, expected: np.ndarray) -> str | None:
+    """How ``got`` is ``expected`` rounded (to a whole number, by int() or round(), or to a few
+    decimals), in words; None when it is not."""
+    if got.shape != expected.shape or not np.all(np.isfinite(got)) or np.allclose(
+            expected, np.round(expected)):
+        return None
+    if np.array_equal(got, np.trunc(expected)) or np.array_equal(got, np.round(expected)):
+        return ("your values are the right ones rounded to whole numbers (int(), round() or an "
+                "integer cast): return them unrounded.")
+    for digits in range(1, 6):
+        if np.allclose(got, np.round(expected, digits), rtol=0, atol=1e-12):
+            return (f"your values are the right ones rounded to {digits} decimal"
+                    f"{'s' if digits > 1 else ''}: return them unrounded (round only when you "
+                    "print).")
+    return None
+
+
+def extra_results(result, shape: tuple[int, ...], label: str, what: str) -> None:
+    """Feedback when ``result`` is a tuple or list of several arrays, one of them of the
+    contract's ``shape``: the learner returned ``label`` together with something else."""
+    if not isinstance(result, (tuple, list)) or not 2 <= len(result) <= 4 or not all(
+            hasattr(item, "shape") for item in result):
+        return
+    shapes = [tuple(item.shape) for item in result]
+    if shapes.count(tuple(shape)) == 1 and len(set(shapes)) > 1:
+        index = shapes.index(tuple(shape))
+        raise Mistake(f"Called with {what}, your function returned a {type(result).__name__} of "
+                      f"{len(result)} arrays, of shapes {shapes}.\nLikely mistake: {label} is "
+                      f"returned together with other results (item {index} has the contract's "
+                      f"shape {tuple(shape)}): return {label} alone.")
