@@ -225,6 +225,24 @@ class LayerMadeInBuild(_Base):
 
 
 @_register
+class LayerMatmulKernels(_Base):
+    """Right: the memories applied with ops.matmul on their kernels, the softmax from
+    keras.activations, the heads from the config's numbers by keyword."""
+
+    def call(self, x):
+        n = ops.shape(x)[1]
+        wide = self.to_heads(x)
+        h = ops.transpose(ops.reshape(wide, (-1, n, self.num_heads * self.dim_coefficient,
+                                             self.embed_dim // self.num_heads)), axes=(0, 2, 1, 3))
+        logits = ops.matmul(h, self.memory_key.kernel) + self.memory_key.bias
+        a = keras.activations.softmax(logits, axis=-2)
+        a = a / ops.sum(a, axis=-1, keepdims=True)
+        out = ops.matmul(a, self.memory_value.kernel) + self.memory_value.bias
+        out = ops.reshape(ops.transpose(out, axes=(0, 2, 1, 3)), (-1, n, ops.shape(wide)[-1]))
+        return self.output_projection(out)
+
+
+@_register
 class LayerUnstable(_Base):
     def attend(self, logits):
         e = ops.exp(logits)
@@ -294,10 +312,11 @@ class LayerNoOutputProjection(_Base):
 
 @_register
 class LayerStepsReversed(_Base):
-    """l1 over S first, then the softmax over N."""
+    """The softmax over S first, then the l1 step over N: the axes in the other order."""
 
     def attend(self, logits):
-        return ops.softmax(logits / ops.sum(logits, axis=-1, keepdims=True), axis=-2)
+        a = ops.softmax(logits, axis=-1)
+        return a / ops.sum(a, axis=-2, keepdims=True)
 
 
 @_register
@@ -810,13 +829,14 @@ BANK = [
     (BW, bw_mean_over_n, False, "mean over n"),
     (BW, bw_mean_over_s, False, "mean over s"),
     (BW, bw_forward_softmax_over_s, False, "forward pass"),
-    (BW, bw_max_over_s, False, "maximum over s"),
+    (BW, bw_max_over_s, False, "taken over s"),
     (BW, bw_global_max, False, "each column's maximum"),
     (BW, bw_axes_from_front, False, "counted from the front"),
     (BW, bw_shift_in_place, False, "in-place operation"),
     (BW, bw_upstream_in_place, False, "in-place operation"),
     (LAYER, LayerTfOps, True, None),
     (LAYER, LayerMadeInBuild, True, None),
+    (LAYER, LayerMatmulKernels, True, None),
     (LAYER, LayerUnstable, False, "overflows"),
     (LAYER, LayerScaledLogits, False, "sqrt"),
     (LAYER, LayerDropoutAlwaysOn, False, "random"),

@@ -18,7 +18,7 @@ import numpy as np
 
 from eanet_course import reference as ref
 from eanet_course.checks._core import (
-    Mistake, Refused, call, checker, close, compare, convert, fresh_rng, preview,
+    Mistake, Refused, Stub, call, checker, close, compare, convert, fresh_rng, preview,
 )
 
 # ----------------------------------------------------------------------------------------------
@@ -59,6 +59,14 @@ def _external(x: np.ndarray, weights: list[np.ndarray], heads: int, *,
         attention = ref.double_normalization(logits)
     elif normalization == "softmax over S":
         attention = ref.softmax(logits, axis=-1)
+    elif normalization == "scaled":
+        attention = ref.double_normalization(logits / math.sqrt(dh))
+    elif normalization == "over heads":
+        attention = ref.softmax(logits, axis=1)
+        attention = attention / attention.sum(axis=-1, keepdims=True)
+    elif normalization == "axes swapped":
+        attention = ref.softmax(logits, axis=-1)
+        attention = attention / attention.sum(axis=-2, keepdims=True)
     else:  # "no l1"
         attention = ref.softmax(logits, axis=-2)
     out = attention @ m_v + b_v  # (B, H, N, dh)
@@ -501,7 +509,44 @@ LAYER_SIZES = [dict(embed_dim=24, num_heads=3, dim_coefficient=2),  # dh 8, d*c 
                dict(embed_dim=20, num_heads=2, dim_coefficient=4, memory_units=7)]  # dh 10
 
 
-def _copy_weights(mine, package, what: str) -> None:
+def _wrong_sizes(shapes: list[tuple], wanted: list[tuple], sizes: dict) -> str | None:
+    """The part whose weight shapes differ from the package layer's, named by its role, or
+    None. ``wanted`` is in the package's order: to_heads, memory_key, memory_value,
+    output_projection, a kernel and a bias each."""
+    roles = ["to_heads", "to_heads", "memory_key", "memory_key", "memory_value",
+             "memory_value", "output_projection", "output_projection"]
+    extra = list(shapes)
+    missing = []
+    for shape, role in zip(wanted, roles):
+        if shape in extra:
+            extra.remove(shape)
+        else:
+            missing.append(role)
+    missing = list(dict.fromkeys(missing))
+    d, c = sizes["embed_dim"], sizes["dim_coefficient"]
+    heads, dh, s = sizes["num_heads"], sizes["embed_dim"] // sizes["num_heads"], wanted[2][1]
+    if missing and not extra:
+        return (f"{' and '.join(missing)} missing: the layer has four Dense layers with "
+                "biases, to_heads (d -> d*c), memory_key (dh -> S), memory_value (S -> dh) and "
+                "output_projection (d*c -> d).")
+    memory = [k for k in extra if len(k) == 2 and k[::-1] in extra]
+    if "memory_key" in missing and memory:
+        width, units = memory[0] if memory[0][1] != dh else memory[0][::-1]
+        if width != dh:
+            total = (" (that is embed_dim // (num_heads * dim_coefficient), the width of all the "
+                     "heads together counted as one)" if width == d // (heads * c) else
+                     " (the heads are not split?)" if width == d * c else "")
+            return (f"the memories read {width} channels{total}; the head width is dh = "
+                    f"embed_dim // num_heads = {dh}: each head has dh channels.")
+        if units != s:
+            ignored = sizes.get("memory_units") is not None and units == d // c
+            return ((f"memory_units={sizes['memory_units']} ignored: " if ignored else "")
+                    + f"the memories have {units} units; S = memory_units when it is set, "
+                    f"else embed_dim // dim_coefficient ({s} here).")
+    return None
+
+
+def _copy_weights(mine, package, what: str, sizes: dict) -> None:
     """The package layer's weights into the learner's, matched by shape (any creation order)."""
     theirs = package.get_weights()
     slots = mine.weights
@@ -509,8 +554,9 @@ def _copy_weights(mine, package, what: str) -> None:
     wanted = [w.shape for w in theirs]
     if sorted(shapes) != sorted(wanted):
         transposed = [s for s in shapes if s not in wanted and s[::-1] in wanted]
-        hint = ("\nLikely mistake: a Dense layer of the wrong size; compare each with the "
-                "contract's four (inputs -> units).")
+        hint = ("\nLikely mistake: " + (_wrong_sizes(shapes, [tuple(w) for w in wanted], sizes)
+                                        or "a Dense layer of the wrong size; compare each "
+                                        "with the contract's four (inputs -> units)."))
         if transposed:
             hint = (f"\nLikely mistake: a weight of shape {transposed[0]} is transposed: a Dense "
                     "layer's kernel is (inputs, outputs).")
@@ -540,6 +586,14 @@ def _layer_variants(x, weights, heads) -> dict[str, np.ndarray]:
             _external(x, weights, heads, split="interleaved"),
         "heads merged without moving the heads axis back after the patches: patches and heads "
         "get mixed.": _external(x, weights, heads, merge="reshape"),
+        "the logits are divided by sqrt(dh), as in self-attention's scaled dot product; "
+        "external attention's double normalization takes the memory's logits unscaled.":
+            _external(x, weights, heads, normalization="scaled"),
+        "the softmax runs over the heads axis (axis 1); it runs over the patch axis N (axis -2 "
+        "of (B, H, N, S)).": _external(x, weights, heads, normalization="over heads"),
+        "the two normalizations are on each other's axis (in the other order): first a softmax "
+        "over the patches N (axis -2), then the l1 step over the memory units S (axis -1).":
+            _external(x, weights, heads, normalization="axes swapped"),
     }
 
 
@@ -569,7 +623,17 @@ def check_external_attention_layer(cls: type) -> str:
         try:
             call(lambda: layer(symbolic), what=f"{what} on keras.Input((9, "
                                                 f"{sizes['embed_dim']})), batch size unknown")
+        except Stub:
+            raise Mistake(f"{what} works on arrays but raises NotImplementedError on "
+                          f"keras.Input((9, {sizes['embed_dim']})), a symbolic tensor.\nLikely "
+                          "mistake: NumPy functions (np.transpose, np.reshape...) in call: "
+                          "they need actual numbers, and a model passes symbolic tensors; use "
+                          "keras.ops (ops.transpose, ops.reshape).") from None
         except Mistake as error:
+            if "numpy" in str(error).lower() or "__array__" in str(error):
+                raise Mistake(f"{str(error).splitlines()[0]}\nLikely mistake: NumPy functions "
+                              "or .numpy() in call: a model passes symbolic tensors; use "
+                              "keras.ops (ops.transpose, ops.reshape).") from None
             raise Mistake(f"{str(error).splitlines()[0]}\nYour layer works on arrays but not "
                           "in a model, where the batch size is None until data flows.\nLikely "
                           "mistake: a Python number read from the input's batch axis "
@@ -579,14 +643,41 @@ def check_external_attention_layer(cls: type) -> str:
         package.build(x.shape)
         package.set_weights([rng.normal(scale=0.4, size=w.shape).astype("float32")
                              for w in package.get_weights()])
-        _copy_weights(layer, package, what)
+        _copy_weights(layer, package, what, sizes)
+        active = [sub for sub in layer._flatten_layers(include_self=False)
+                  if isinstance(sub, keras.layers.Dense)
+                  and sub.activation not in (None, keras.activations.linear)]
+        if active:
+            raise Mistake(f"In {what}, the Dense layer {active[0].name!r} has the activation "
+                          f"{getattr(active[0].activation, '__name__', active[0].activation)}."
+                          "\nLikely mistake: an activation on a Dense layer; the layer's four "
+                          "Dense layers are linear (the default, activation=None).")
         got = _outputs(lambda: layer(x), what)
+        if not close(_outputs(lambda: layer(x), what), got, 1e-6, 1e-7):
+            raise Mistake(f"{what} gives other outputs when called twice on the same x in "
+                          "inference.\nLikely mistake: something random in call (dropout with "
+                          "training=True fixed, noise, a random draw); the layer is "
+                          "deterministic, without dropout.")
         weights = [w.astype(np.float64) for w in package.get_weights()]
         heads = package.total_heads
         expected = _external(x.astype(np.float64), weights, heads)
         compare(got, expected, "output", f"{what} on random x {x.shape} with the package "
                 "layer's weights", _layer_variants(x.astype(np.float64), weights, heads),
                 rtol=1e-3, atol=1e-4, axes=("B", "N", "d"))
+        # Each memory unit's logits raised by hundreds (memory_key's bias): the softmax over N
+        # does not change, but an exponential without the column's maximum overflows.
+        shifted = [w.copy() for w in package.get_weights()]
+        shifted[3] = shifted[3] + rng.uniform(200.0, 400.0, size=shifted[3].shape).astype(
+            "float32")
+        package.set_weights(shifted)
+        _copy_weights(layer, package, what, sizes)
+        compare(_outputs(lambda: layer(x), what), expected, "output", f"{what} with each memory "
+                "unit's logits raised by 200 to 400 (memory_key's bias)", rtol=1e-3, atol=1e-3,
+                axes=("B", "N", "d"), not_finite="the softmax overflows for large logits: exp "
+                "of logits in the hundreds is inf in float32 unless each column's maximum over "
+                "N is subtracted first (ops.softmax does it for you).")
+        package.set_weights([w.astype("float32") for w in weights])
+        _copy_weights(layer, package, what, sizes)
         training = _outputs(lambda: layer(x, training=True), f"{what}, training=True")
         if not close(training, expected, 1e-3, 1e-4):
             raise Mistake(f"{what} is right in inference but gives other outputs with "
@@ -616,6 +707,11 @@ def _check_serialization(cls, layer, x, got, what: str) -> None:
         raise Mistake(f"{error}\nLikely mistake: the constructor does not accept **kwargs: "
                       "from_config also passes the base layer's arguments (name, trainable, "
                       "dtype...), which it must hand to the base class.") from None
+    if not clone.weights:  # built by its first call
+        try:
+            call(lambda: clone(x), what=f"{cls.__name__}.from_config(config) on x")
+        except Mistake:
+            pass
     if [tuple(w.shape) for w in clone.weights] not in ([], [tuple(w.shape) for w in layer.weights]):
         raise Mistake(f"{cls.__name__}.from_config({what}.get_config()) made a different "
                       "layer.\nLikely mistake: get_config returns other values than the "
