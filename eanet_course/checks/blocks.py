@@ -38,7 +38,10 @@ def _gelu(x: np.ndarray, approximate: bool = False) -> np.ndarray:
 
 
 ACTIVATIONS = {"gelu": _gelu, "gelu (tanh approximation)": lambda x: _gelu(x, True),
-               "relu": lambda x: np.maximum(x, 0), "none": lambda x: x}
+               "relu": lambda x: np.maximum(x, 0), "none": lambda x: x,
+               "swish": lambda x: x / (1 + np.exp(-x)), "tanh": np.tanh,
+               "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
+               "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0)))}
 
 
 def _external(x: np.ndarray, weights: list[np.ndarray], heads: int, *,
@@ -85,6 +88,8 @@ def _block(x, p, *, epsilon=1e-5, activation="gelu", variant="right") -> np.ndar
         return _external(v, p["attention"], p["heads"])
 
     def mlp(v):
+        if variant == "activation on the output":
+            return act((v @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"])
         return act(v @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
 
     if variant == "post-norm":
@@ -98,6 +103,8 @@ def _block(x, p, *, epsilon=1e-5, activation="gelu", variant="right") -> np.ndar
         return y + mlp(ln(x))
     if variant in ("no MLP residual", "no residuals"):
         return mlp(ln(y))
+    if variant == "MLP residual from x":
+        return x + mlp(ln(y))
     return y + mlp(ln(y))
 
 
@@ -116,6 +123,12 @@ BLOCK_VARIANTS = {
     "input.": {"variant": "no residuals"},
     "the MLP reads the block's input x; it should read y, the stream after the attention's "
     "residual.": {"variant": "MLP reads x"},
+    "the MLP's residual adds x, the block's input, where it adds y, the stream after the "
+    "attention's residual: the attention's output is lost.": {"variant": "MLP residual from x"},
+    "the GELU is after the second Dense layer (on the MLP's output); it goes after the first, "
+    "between the two.": {"variant": "activation on the output"},
+    **{f"the MLP's activation is {name} (activation=\"{name}\"), not GELU.": {"activation": name}
+       for name in ("swish", "tanh", "sigmoid", "elu")},
     "the MLP's activation is ReLU, not GELU.": {"activation": "relu"},
     "the MLP has no activation between its two Dense layers (GELU after the first).":
         {"activation": "none"},
@@ -207,6 +220,12 @@ def _structure(model, d: int, mlp: int, heads: int, c: int, what: str) -> dict:
                       "mistake: dropout (or noise) the block does not have: the contract's "
                       "block is two normalized branches with residuals, and nothing random.")
     norms = [layer for layer in leaves if isinstance(layer, keras.layers.LayerNormalization)]
+    if not any(isinstance(layer, keras.layers.Dense) for layer in leaves) and any(
+            isinstance(layer, ExternalAttention) for layer in leaves):
+        raise Mistake(f"Called with {what}: your block's output is computed without any Dense "
+                      "layer outside the attention.\nLikely mistake: the MLP branch (the second "
+                      "half) is not in the output: is the first half's result y returned "
+                      "instead of y + MLP(LayerNormalization(y))?")
     calls = sum(len(layer._inbound_nodes) for layer in norms)
     if len(norms) == 1 and calls >= 2:
         raise Mistake(f"Called with {what}: one LayerNormalization is applied twice.\nLikely "
@@ -247,6 +266,17 @@ def _structure(model, d: int, mlp: int, heads: int, c: int, what: str) -> dict:
              "dim_coefficient": attention.dim_coefficient}
     wanted = {"embed_dim": d, "num_heads": heads, "dim_coefficient": c}
     wrong = [f"{k}={given[k]} (should be {wanted[k]})" for k in wanted if given[k] != wanted[k]]
+    if given["num_heads"] == heads * c and c > 1 and given["embed_dim"] == d and \
+            given["dim_coefficient"] == c:
+        raise Mistake(f"Called with {what}: your ExternalAttention has num_heads="
+                      f"{given['num_heads']} (should be {heads}).\nLikely mistake: num_heads * "
+                      "dim_coefficient passed as num_heads; ExternalAttention multiplies "
+                      "num_heads by dim_coefficient itself: pass the block's num_heads.")
+    if not wrong and attention.normalization != "double":
+        raise Mistake(f"Called with {what}: your ExternalAttention has normalization="
+                      f"{attention.normalization!r}.\nLikely mistake: the normalization changed; "
+                      "the block's attention is external attention with the double "
+                      "normalization, the default (normalization=\"double\").")
     if wrong or attention.normalization != "double" or attention._memory_units is not None:
         wrong += [f"normalization={attention.normalization!r}"] * (
             attention.normalization != "double")
@@ -342,11 +372,26 @@ def check_transformer_block(fn: Callable) -> str:
         what = (f"x = keras.Input(({n}, {d})), embed_dim={d}, mlp_dim={mlp}, "
                 f"num_heads={heads}, dim_coefficient={c}")
         inputs = keras.Input((n, d))
-        outputs = call(fn, inputs, d, mlp, heads, c, what=what)
+        try:
+            outputs = call(fn, inputs, d, mlp, heads, c, what=what)
+        except Mistake as error:
+            text = str(error)
+            if "broadcast" not in text.lower() or f"{mlp}" not in text:
+                raise
+            raise Mistake(text.split("\nLikely mistake:")[0] + "\nLikely mistake: a residual "
+                          f"adds a branch of mlp_dim={mlp} channels to the stream of "
+                          f"embed_dim={d}: the MLP's first Dense has mlp_dim units, its second "
+                          "embed_dim (the sizes swapped?).") from None
         model = _model(inputs, outputs, what)
         if tuple(outputs.shape) != (None, n, d):
+            last = outputs.shape[-1] if len(outputs.shape) else None
             raise Mistake(f"Called with {what}, expected an output of shape (None, {n}, {d}); "
-                          f"got {tuple(outputs.shape)}. The block must keep the shape of x.")
+                          f"got {tuple(outputs.shape)}. The block must keep the shape of x.\n"
+                          "Likely mistake: " + (
+                              f"the MLP's last Dense has mlp_dim={mlp} units; the MLP goes to "
+                              f"mlp_dim, then back to embed_dim={d}." if last == mlp else
+                              "an axis lost or added (a reduction, a reshape, or a Dense of the "
+                              "wrong width at the end): the block returns (B, N, embed_dim)."))
         parts = _structure(model, d, mlp, heads, c, what)
         _check_block_numbers(model, parts, n, d, heads, c, rng, what)
     return (f"Parts, shapes, residual connections and outputs are right on {len(cases)} block "
