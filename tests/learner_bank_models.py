@@ -873,7 +873,7 @@ BANK = [
     (COUNT, count_patch_without_channels, False, "without the channels"),
     (COUNT, count_classifier_no_bias, False, "classifier's bias"),
     (COUNT, count_notebook_constant, False, "same count for every config"),
-    (COUNT, count_patches_precedence, False, "position"),
+    (COUNT, count_patches_precedence, False, "power binds first"),
     (COUNT, count_memory_units_none, False, "none"),
     (SCHEDULE, schedule_ops_minimum, True, None),
     (SCHEDULE, schedule_float64_cond, True, None),

@@ -403,9 +403,9 @@ def check_transformer_block(fn: Callable) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _model_parts(config) -> tuple[int, dict[str, int]]:
-    """``build_eanet(config)``'s parameter count and the sizes of the parts learners forget
-    (cached: a config is frozen, and the checker's fixed configs come back at every call)."""
+def _model_parts(config) -> tuple[int, dict[str, int], int]:
+    """``build_eanet(config)``'s parameter count, the sizes of the parts learners forget, and
+    one block's count (cached: a config is frozen, and the checker's fixed configs come back at every call)."""
     from eanet_course.layers import TransformerBlock
     from eanet_course.models import build_eanet
 
@@ -446,8 +446,32 @@ def _model_parts(config) -> tuple[int, dict[str, int]]:
                                           // config.patch_size) * d,
         "to_heads and output_projection are counted as d -> d; they are d -> d*c and d*c -> d":
             k * (c - 1) * (2 * d * d + d),
+        "one position too many (a class token, as in ViT?): EANet has no class token, so N = "
+        "(image_size // patch_size) ** 2 positions, one per patch": -d,
+        "the head width dh is embed_dim // (num_heads * dim_coefficient); it is embed_dim // "
+        "num_heads, the memories are (dh, S) and (S, dh)": sum(
+            (b.attention.head_dim - d // b.attention.total_heads) * (2 * b.attention.memory_units
+                                                                     + 1) for b in blocks),
+        "the number of patches is image_size // patch_size ** 2 (the power binds first): N = "
+        "(image_size // patch_size) ** 2 positions": (
+            config.num_patches - config.image_size // config.patch_size ** 2) * d,
     }
-    return model.count_params(), parts
+    # Any one weight, or any one layer, left out: in one place, or in every block.
+    for path, size in weights.items():
+        layer_path, name = path.rsplit("/", 1)
+        where = layer_path.split("/", 1)
+        if where[0].startswith("block_"):
+            if where[0] != "block_0":
+                continue
+            parts.setdefault(f"the {name} of {where[1]} is not counted (in each of the {k} "
+                             "blocks)", k * size)
+            parts.setdefault(f"{where[1]} ({name} and the rest of that layer) is not counted "
+                             f"(in each of the {k} blocks)", k * sum(
+                                 n for p, n in weights.items() if p.startswith(layer_path + "/")))
+        else:
+            possessive = f"{layer_path}'s" if "/" not in layer_path else f"the {layer_path}'s"
+            parts.setdefault(f"{possessive} {name} is not counted ({size:,} values)", size)
+    return model.count_params(), parts, blocks[0].count_params()
 
 
 @contextmanager
@@ -518,6 +542,8 @@ def check_parameter_count(fn: Callable) -> str:
                           num_blocks=int(rng.integers(1, 3)),
                           memory_units=[None, int(rng.integers(2, 9))][int(rng.integers(2))])]
     note = ""
+    seen: list[tuple[int, int]] = []  # (the learner's count, the right one) per config so far
+    failure = None
     for config in configs:
         what = ("EANetConfig(" + ", ".join(f"{f}={getattr(config, f)}" for f in (
             "image_size", "channels", "patch_size", "num_classes", "embed_dim", "mlp_dim",
@@ -530,20 +556,62 @@ def check_parameter_count(fn: Callable) -> str:
             text = str(error)
             raise Mistake(text if text.startswith("Called") else f"Called with {what}, {text}") \
                 from None
-        expected, parts = _model_parts(config)
+        expected, parts, per_block = _model_parts(config)
+        same = [mine for mine, right in seen if mine == got and right != expected]
+        seen.append((got, expected))
         if got == expected:
             continue
-        lines = [f"Called with {what}:", f"  expected {expected:,} parameters "
-                 "(build_eanet(config).count_params())", f"  got      {got:,}"]
         named = [part for part, size in parts.items() if size and expected - got == size]
-        lines.append(f"Likely mistake: {named[0]}." if named else
-                     f"Likely mistake: you count {abs(expected - got):,} "
-                     f"{'too few' if got < expected else 'too many'}, which is no single part "
-                     "of the model: count the patch embedding, one block, and the classifier "
-                     "separately and compare each with model.summary() on a small config.")
-        raise Mistake("\n".join(lines))
-    return (f"Exact on {len(configs)} configs, memory_units, odd widths and a fresh random one "
-            f"included.{note}")
+        if failure is None:
+            failure = (config, what, got, expected, per_block, named)
+            if same:
+                break
+        else:  # a later config narrows down which of several parts the first one names
+            failure = (*failure[:5], [n for n in failure[5] if n in named] or failure[5])
+        if len(failure[5]) <= 1:
+            break
+    if failure is None:
+        return (f"Exact on {len(configs)} configs, memory_units, odd widths and a fresh random "
+                f"one included.{note}")
+    config, what, got, expected, per_block, named = failure
+    lines = [f"Called with {what}:", f"  expected {expected:,} parameters "
+             "(build_eanet(config).count_params())", f"  got      {got:,}"]
+    repeated = [mine for mine, right in seen if mine == got and right != expected]
+    if repeated:
+        lines.append("Likely mistake: the same count for every config (a number computed once, "
+                     "for the notebook's config, and written in): compute it from the config's "
+                     "fields (embed_dim, num_blocks, patch_size...).")
+    elif named:
+        lines.append(f"Likely mistake: {named[0]}.")
+    else:
+        lines.append("Likely mistake: " + _where_the_count_differs(fn, config, got, expected,
+                                                                     per_block))
+    raise Mistake("\n".join(lines))
+
+
+def _where_the_count_differs(fn: Callable, config, got: int, expected: int,
+                             per_block: int) -> str:
+    """No single part matches: one block more tells whether the difference is in the blocks
+    (and how much per block) or outside them."""
+    more = f"you count {abs(expected - got):,} {'too few' if got < expected else 'too many'}"
+    try:
+        with _no_layers():
+            one_more = call(fn, config.replace(num_blocks=config.num_blocks + 1),
+                            what="the same config with one block more")
+        yours = _as_count(one_more, "the same config with one block more")[0] - got
+    except Mistake:
+        yours = None
+    if yours is not None and yours != per_block:
+        return (f"{more}, inside the blocks: one block more adds {yours:,} to your count, "
+                f"{per_block:,} to the model's. Count one block's parts (its two "
+                "LayerNormalizations, the attention's four Dense layers, the MLP's two) and "
+                "compare each with model.summary() on a small config.")
+    if yours == per_block:
+        return (f"{more}, outside the blocks (each block is right: {per_block:,}): in the patch "
+                "embedding (projection and positions) or in the classifier.")
+    return (f"{more}, which is no single part of the model: count the patch embedding, one "
+            "block, and the classifier separately and compare each with model.summary() on a "
+            "small config.")
 
 
 # ----------------------------------------------------------------------------------------------
