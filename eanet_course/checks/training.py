@@ -52,6 +52,12 @@ def _schedule_variants(peak, total, warmup, steps) -> dict[str, np.ndarray]:
             np.where(s < warmup, (s + 1) * peak / warmup, right),
         "the warm-up is off by one step: yours divides by warmup_steps - 1.":
             np.where(s < warmup, s * peak / max(warmup - 1, 1), right),
+        "a full cosine period (2 * pi): the rate falls to 0 halfway and rises again; the decay "
+        "is half a period, cos(pi * (s - warmup_steps) / (total_steps - warmup_steps)).":
+            np.where(s < warmup, right, peak * 0.5 * (1 + np.cos(2 * math.pi * (s - warmup)
+                                                                 / (total - warmup)))),
+        "the factor 1/2 is missing: peak * (1 + cos(...)) starts at twice the peak; the cosine "
+        "decay is peak / 2 * (1 + cos(...)).": np.where(s < warmup, right, 2 * right),
     }
 
 
@@ -69,12 +75,25 @@ def check_learning_rate_schedule(fn: Callable) -> str:
     cases = [(1e-3, 200, 20), (3e-3, 90, 9), (5e-4, 1000, 50)]
     for peak, total, warmup in cases:
         what = f"peak_learning_rate={peak}, total_steps={total}, warmup_steps={warmup}"
-        schedule = call(fn, peak, total, warmup, what=what)
+        try:
+            schedule = call(fn, peak, total, warmup, what=what)
+        except Mistake as error:
+            swapped = _swapped_parameters(fn)
+            if not swapped:
+                raise
+            raise Mistake(str(error).split("\nLikely mistake:")[0]
+                          + f"\nLikely mistake: {swapped}") from None
         if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
             raise Mistake(f"Called with {what}, expected a keras.optimizers.schedules."
                           f"LearningRateSchedule (optimizers call it with the step number); "
                           f"your function returned {type(schedule).__name__}: "
                           f"{schedule!r:.80}\nLikely mistake: " + (
+                              "the class itself, not an instance of it: return "
+                              "YourSchedule(peak_learning_rate, total_steps, warmup_steps)."
+                              if isinstance(schedule, type) else
+                              f"more than the schedule is returned (a {type(schedule).__name__} "
+                              f"of {len(schedule)}): return the schedule alone."
+                              if isinstance(schedule, (tuple, list)) else
                               "a plain function (or lambda) of the step; subclass "
                               "keras.optimizers.schedules.LearningRateSchedule, or return a "
                               "Keras schedule such as CosineDecay." if callable(schedule) else
@@ -112,6 +131,9 @@ def check_learning_rate_schedule(fn: Callable) -> str:
             raise
         expected = _warmup_cosine(peak, total, warmup, steps)
         atol = 1e-4 * peak
+        if _swapped_parameters(fn) and not np.allclose(rates, expected, rtol=1e-4, atol=atol):
+            raise Mistake(f"Called with {what}, your schedule differs from warm-up plus cosine."
+                          f"\nLikely mistake: {_swapped_parameters(fn)}")
         if np.all(np.isfinite(rates)) and np.allclose(rates, expected, rtol=1e-4, atol=atol):
             continue
         wrong = np.flatnonzero(~np.isclose(rates, expected, rtol=1e-4, atol=atol))
@@ -154,6 +176,22 @@ def check_learning_rate_schedule(fn: Callable) -> str:
         raise Mistake("\n".join(lines))
     return (f"Every step matches warm-up plus cosine on {len(cases)} step budgets, the step "
             "asked as a tensor inside tf.function.")
+
+
+def _swapped_parameters(fn: Callable) -> str | None:
+    """The explanation when ``fn``'s parameter names put warmup before total, else None."""
+    import inspect
+
+    try:
+        names = [p.name.lower() for p in inspect.signature(fn).parameters.values()]
+    except (TypeError, ValueError):
+        return None
+    if len(names) == 3 and "warm" in names[1] and "total" in names[2]:
+        return ("your parameters are (peak_learning_rate, warmup_steps, total_steps): "
+                "total_steps and warmup_steps swapped. The contract's order is "
+                "warmup_cosine(peak_learning_rate, total_steps, warmup_steps), and callers pass "
+                "them by position.")
+    return None
 
 
 # ----------------------------------------------------------------------------------------------
