@@ -238,7 +238,8 @@ def _loss(log: list):
             log.append((labels_first, record.could_possibly_record()))
             return super().__call__(y_true, y_pred, sample_weight)
 
-    return Loss()
+    # Label smoothing: a loss written by hand instead of loss_fn gives other numbers.
+    return Loss(label_smoothing=0.1)
 
 
 def _reference_step(model, optimizer, loss_fn, x, y, *, training=True, swap=False, sign=1.0,
@@ -309,14 +310,18 @@ def check_train_step(fn: Callable) -> str:
     try:
         mine, optimizer, losses, model_log, loss_log = run(learner)
     except Mistake as error:
+        if "_unique_id" in str(error) or "has no attribute 'assign" in str(error):
+            raise Mistake(f"{str(error).splitlines()[0]}\nLikely mistake: apply_gradients "
+                          "takes (gradient, variable) pairs: zip(gradients, "
+                          "model.trainable_variables), in that order.") from None
         if "No gradients provided" not in str(error) and "None values not supported" not in \
                 str(error) and "NoneType" not in str(error):
             raise
         raise Mistake(f"{str(error).splitlines()[0]}\nThe tape found no path from the "
                       "weights to the loss.\nLikely mistake: the forward pass (model(images, "
                       "training=True)) or the loss runs outside the `with tf.GradientTape()` "
-                      "block, or the loss leaves TensorFlow (.numpy(), float(), np.*) before "
-                      "tape.gradient.") from None
+                      "block, or the loss leaves TensorFlow (.numpy(), float(), np.*, or "
+                      "model.predict, which returns NumPy) before tape.gradient.") from None
     losses = [convert(lambda v: _scalar(v, what), loss, what, "loss") for loss in losses]
     expected, _, expected_losses, _, _ = run(_reference_step)
     got = [w.numpy() for w in mine.weights]
@@ -347,6 +352,19 @@ def check_train_step(fn: Callable) -> str:
                       f"{np.round(expected_losses, 5).tolist()}.\nLikely mistake: the loss "
                       "returned is not the batch's loss before the update (computed again "
                       "after it, or on another batch?).")
+    moved = np.concatenate([(w.numpy() - s).ravel() for w, s in zip(mine.trainable_weights,
+                                                                     start)])
+    right_move = np.concatenate([(w.numpy() - s).ravel() for w, s in zip(
+        expected.trainable_weights, start)])
+    cosine = float(moved @ right_move / (np.linalg.norm(moved) * np.linalg.norm(right_move)
+                                         + 1e-30))
+    if cosine > 0.9:
+        ratio = float(np.linalg.norm(moved) / np.linalg.norm(right_move))
+        raise Mistake(f"Called with {what}, your weights move the optimizer's way, but "
+                      f"{ratio:.3g} times as far.\nLikely mistake: the step is scaled: the "
+                      "gradients changed before apply_gradients (clipped, averaged, "
+                      "multiplied) or the optimizer's learning rate set by hand; apply the "
+                      "tape's gradients as they are, with the optimizer as given.")
     names = [w.path for w in mine.weights]
     worst = int(np.argmax([np.max(np.abs(a - b)) for a, b in zip(got, want)]))
     raise Mistake(f"Called with {what}, after two steps your weights differ from the "
@@ -359,6 +377,11 @@ def check_train_step(fn: Callable) -> str:
 def _diagnose_step(got, start, optimizer, model_log, loss_log, same) -> str | None:
     """The mistake that the probes and the optimizer's step count show, or None."""
     steps = int(optimizer.iterations.numpy())
+    if same(got, start) and steps == 2:
+        return ("the optimizer ran, but the weights did not move: the gradients are zero. Is "
+                "it the gradient of the predictions (a softmax sums to 1, so its sum has no "
+                "gradient) instead of the loss? tape.gradient(loss, "
+                "model.trainable_variables).")
     if same(got, start):
         return ("the weights did not change: the gradients are never applied to the model's "
                 "trainable variables (optimizer.apply_gradients).")
@@ -375,6 +398,10 @@ def _diagnose_step(got, start, optimizer, model_log, loss_log, same) -> str | No
     if not any(training for training, _ in model_log):
         return ("the model runs in inference mode: call it with training=True inside the tape "
                 "(BatchNormalization and Dropout behave differently when training).")
+    if sum(training for training, _ in model_log) > steps:
+        return ("the model runs more than once per step in training mode: each run moves "
+                "BatchNormalization's statistics. Run model(images, training=True) once, "
+                "inside the tape, and reuse its predictions (not twice).")
     if any(labels_first is False for labels_first, _ in loss_log):
         return "the loss's arguments are swapped: Keras losses take (y_true, y_pred)."
     if not loss_log:
