@@ -593,7 +593,8 @@ def _where_the_count_differs(fn: Callable, config, got: int, expected: int,
                              per_block: int) -> str:
     """No single part matches: one block more tells whether the difference is in the blocks
     (and how much per block) or outside them."""
-    more = f"you count {abs(expected - got):,} {'too few' if got < expected else 'too many'}"
+    more = (f"you count {abs(expected - got):,} {'too few' if got < expected else 'too many'}, "
+            "which is no single part of the model")
     try:
         with _no_layers():
             one_more = call(fn, config.replace(num_blocks=config.num_blocks + 1),
@@ -601,6 +602,9 @@ def _where_the_count_differs(fn: Callable, config, got: int, expected: int,
         yours = _as_count(one_more, "the same config with one block more")[0] - got
     except Mistake:
         yours = None
+    if yours == 0:
+        return (f"{more}, and your count does not change with num_blocks: a fixed number, or "
+                "the blocks left out; count num_blocks blocks of the config's sizes.")
     if yours is not None and yours != per_block:
         return (f"{more}, inside the blocks: one block more adds {yours:,} to your count, "
                 f"{per_block:,} to the model's. Count one block's parts (its two "
@@ -609,9 +613,8 @@ def _where_the_count_differs(fn: Callable, config, got: int, expected: int,
     if yours == per_block:
         return (f"{more}, outside the blocks (each block is right: {per_block:,}): in the patch "
                 "embedding (projection and positions) or in the classifier.")
-    return (f"{more}, which is no single part of the model: count the patch embedding, one "
-            "block, and the classifier separately and compare each with model.summary() on a "
-            "small config.")
+    return (f"{more}: count the patch embedding, one block, and the classifier separately and "
+            "compare each with model.summary() on a small config.")
 
 
 # ----------------------------------------------------------------------------------------------
