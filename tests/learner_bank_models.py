@@ -774,6 +774,15 @@ def step_model_twice(model, optimizer, loss_fn, images, labels):
     return loss
 
 
+def step_loss_outside_tape(model, optimizer, loss_fn, images, labels):
+    with tf.GradientTape() as tape:
+        predictions = model(images, training=True)
+    loss = loss_fn(labels, predictions)
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    return loss
+
+
 def step_clipped(model, optimizer, loss_fn, images, labels):
     """The gradients scaled down (clipped by their global norm) before the update."""
     with tf.GradientTape() as tape:
@@ -894,6 +903,7 @@ BANK = [
     (STEP, step_pairs_reversed, False, "(gradient, variable)"),
     (STEP, step_model_predict, False, "model.predict"),
     (STEP, step_model_twice, False, "twice"),
+    (STEP, step_loss_outside_tape, False, "loss is computed outside"),
     (STEP, step_clipped, False, "scaled"),
     (STEP, step_all_weights, True, None),
     (STEP, step_returns_predictions, False, "return the loss"),

@@ -294,8 +294,9 @@ def check_train_step(fn: Callable) -> str:
     batches = [(rng.normal(size=(16, 6)).astype("float32"),
                 np.eye(3, dtype="float32")[rng.integers(0, 3, size=16)]) for _ in range(2)]
 
-    def run(step):
-        model_log, loss_log = [], []
+    def run(step, model_log=None, loss_log=None):
+        model_log = [] if model_log is None else model_log
+        loss_log = [] if loss_log is None else loss_log
         model = _tiny_model(5, model_log)
         optimizer = keras.optimizers.SGD(learning_rate=0.5, momentum=0.5)
         losses = [step(model, optimizer, _loss(loss_log), x.copy(), y.copy()) for x, y in batches]
@@ -307,8 +308,9 @@ def check_train_step(fn: Callable) -> str:
     def learner(*args):
         return call(fn, *args, what=what)
 
+    model_log, loss_log = [], []
     try:
-        mine, optimizer, losses, model_log, loss_log = run(learner)
+        mine, optimizer, losses, model_log, loss_log = run(learner, model_log, loss_log)
     except Mistake as error:
         if "_unique_id" in str(error) or "has no attribute 'assign" in str(error):
             raise Mistake(f"{str(error).splitlines()[0]}\nLikely mistake: apply_gradients "
@@ -318,10 +320,8 @@ def check_train_step(fn: Callable) -> str:
                 str(error) and "NoneType" not in str(error):
             raise
         raise Mistake(f"{str(error).splitlines()[0]}\nThe tape found no path from the "
-                      "weights to the loss.\nLikely mistake: the forward pass (model(images, "
-                      "training=True)) or the loss runs outside the `with tf.GradientTape()` "
-                      "block, or the loss leaves TensorFlow (.numpy(), float(), np.*, or "
-                      "model.predict, which returns NumPy) before tape.gradient.") from None
+                      "weights to the loss.\nLikely mistake: "
+                      + _no_path(model_log, loss_log)) from None
     losses = [convert(lambda v: _scalar(v, what), loss, what, "loss") for loss in losses]
     expected, _, expected_losses, _, _ = run(_reference_step)
     got = [w.numpy() for w in mine.weights]
@@ -372,6 +372,27 @@ def check_train_step(fn: Callable) -> str:
                   f"{preview(want[worst])}, got {preview(got[worst])}.\nLikely mistake: the "
                   "update is not the optimizer's step on the gradient of loss_fn(labels, "
                   "model(images, training=True)) (a different loss, gradient or scale?).")
+
+
+def _no_path(model_log: list, loss_log: list) -> str:
+    """Which break in the chain from the weights to the loss the probes show ("No gradients
+    provided" is the same error for all of them)."""
+    if not model_log:
+        return ("the model is never called inside your step (model(images, training=True)), so "
+                "the loss does not depend on its weights.")
+    if not any(training for training, _ in model_log):
+        return ("the predictions come from model.predict (or the model in inference mode "
+                "outside the tape): model.predict returns NumPy, which the tape cannot follow. "
+                "Call model(images, training=True) inside the `with tf.GradientTape()` block.")
+    if not any(recording for _, recording in model_log):
+        return ("the forward pass, model(images, training=True), runs outside the `with "
+                "tf.GradientTape()` block, so the tape never saw it: move it inside.")
+    if loss_log and not any(recording for _, recording in loss_log):
+        return ("the loss is computed outside the `with tf.GradientTape()` block: compute it "
+                "inside, from the predictions.")
+    return ("the loss leaves TensorFlow (.numpy(), float(), np.*) before tape.gradient, so the "
+            "tape cannot follow it back to the weights: keep it a tensor until the gradient is "
+            "taken.")
 
 
 def _diagnose_step(got, start, optimizer, model_log, loss_log, same) -> str | None:
