@@ -548,11 +548,13 @@ def check_parameter_count(fn: Callable) -> str:
         what = ("EANetConfig(" + ", ".join(f"{f}={getattr(config, f)}" for f in (
             "image_size", "channels", "patch_size", "num_classes", "embed_dim", "mlp_dim",
             "num_heads", "dim_coefficient", "memory_units", "num_blocks")) + ")")
-        with _no_layers():
-            got = call(fn, config.replace(), what=what)  # the learner's own copy
         try:
+            with _no_layers():
+                got = call(fn, config.replace(), what=what)  # the learner's own copy
             got, note = _as_count(got, what)
         except Mistake as error:
+            if failure is not None:  # the first wrong count is the feedback
+                break
             text = str(error)
             raise Mistake(text if text.startswith("Called") else f"Called with {what}, {text}") \
                 from None
@@ -718,9 +720,12 @@ def check_external_attention_layer(cls: type) -> str:
     """Check a Keras layer class ``cls(embed_dim, num_heads, dim_coefficient,
     memory_units=None)`` against :class:`eanet_course.layers.ExternalAttention`.
 
-    The package layer's random weights are copied into the learner's (matched by shape); both
-    must give the same ``(B, N, embed_dim)`` output; ``get_config`` must rebuild the layer, and a
-    model holding it must save to ``.keras`` and load back with ``safe_mode=True``.
+    The layer must work on a symbolic ``keras.Input`` (batch size unknown). The package layer's
+    random weights are copied into the learner's (matched by shape); both must give the same
+    ``(B, N, embed_dim)`` output, twice the same (nothing random), also with each memory unit's
+    logits raised by hundreds (an unstable softmax overflows) and with ``training=True``;
+    ``get_config`` must rebuild the layer, and a model holding it must save to ``.keras`` and
+    load back with ``safe_mode=True``.
     """
     import keras
 
