@@ -812,16 +812,6 @@ def step_returns_predictions(model, optimizer, loss_fn, images, labels):
     return predictions
 
 
-def step_sets_learning_rate(model, optimizer, loss_fn, images, labels):
-    """The learning rate changed by hand before the update."""
-    optimizer.learning_rate = 0.1
-    with tf.GradientTape() as tape:
-        loss = loss_fn(labels, model(images, training=True))
-    grads = tape.gradient(loss, model.trainable_variables)
-    optimizer.apply_gradients(zip(grads, model.trainable_variables))
-    return loss
-
-
 BW = C.check_double_normalization_backward
 LAYER, BLOCK, COUNT = C.check_external_attention_layer, C.check_transformer_block, \
     C.check_parameter_count
@@ -907,5 +897,4 @@ BANK = [
     (STEP, step_clipped, False, "scaled"),
     (STEP, step_all_weights, True, None),
     (STEP, step_returns_predictions, False, "return the loss"),
-    (STEP, step_sets_learning_rate, False, "learning rate"),
 ]
