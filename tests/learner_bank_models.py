@@ -251,6 +251,17 @@ class LayerUnstable(_Base):
 
 
 @_register
+class LayerSplitByReshape(_Base):
+    """Heads split and merged with reshapes alone, no transpose."""
+
+    def call(self, x):
+        n = ops.shape(x)[1]
+        h = ops.reshape(self.to_heads(x), (-1, self.total, n, self.dh))
+        out = self.memory_value(self.attend(self.memory_key(h)))
+        return self.output_projection(ops.reshape(out, (-1, n, self.total * self.dh)))
+
+
+@_register
 class LayerScaledLogits(_Base):
     """Scales the logits by 1 / sqrt(dh), as in self-attention."""
 
@@ -428,6 +439,13 @@ def block_residual_normed(x, embed_dim, mlp_dim, num_heads, dim_coefficient):
     y = layers.LayerNormalization(epsilon=1e-5)(y)
     h = layers.Dense(mlp_dim, activation="gelu")(y)
     return y + layers.Dense(embed_dim)(h)
+
+
+def block_norm_on_branch_output(x, embed_dim, mlp_dim, num_heads, dim_coefficient):
+    y = x + layers.LayerNormalization(epsilon=1e-5)(
+        ExternalAttention(embed_dim, num_heads, dim_coefficient)(x))
+    h = layers.Dense(mlp_dim, activation="gelu")(y)
+    return y + layers.LayerNormalization(epsilon=1e-5)(layers.Dense(embed_dim)(h))
 
 
 def block_swish(x, embed_dim, mlp_dim, num_heads, dim_coefficient):
@@ -783,6 +801,21 @@ def step_loss_outside_tape(model, optimizer, loss_fn, images, labels):
     return loss
 
 
+def step_gradients_alone(model, optimizer, loss_fn, images, labels):
+    with tf.GradientTape() as tape:
+        loss = loss_fn(labels, model(images, training=True))
+    optimizer.apply_gradients(tape.gradient(loss, model.trainable_variables))
+    return loss
+
+
+def step_loss_in_list(model, optimizer, loss_fn, images, labels):
+    with tf.GradientTape() as tape:
+        loss = loss_fn(labels, model(images, training=True))
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    return [loss]
+
+
 def step_clipped(model, optimizer, loss_fn, images, labels):
     """The gradients scaled down (clipped by their global norm) before the update."""
     with tf.GradientTape() as tape:
@@ -837,6 +870,7 @@ BANK = [
     (LAYER, LayerMadeInBuild, True, None),
     (LAYER, LayerMatmulKernels, True, None),
     (LAYER, LayerUnstable, False, "overflows"),
+    (LAYER, LayerSplitByReshape, False, "without the transpose"),
     (LAYER, LayerScaledLogits, False, "sqrt"),
     (LAYER, LayerDropoutAlwaysOn, False, "random"),
     (LAYER, LayerReluHeads, False, "activation"),
@@ -857,6 +891,7 @@ BANK = [
     (BLOCK, block_gelu_on_output, False, "after the second dense"),
     (BLOCK, block_second_residual_from_x, False, "adds x"),
     (BLOCK, block_residual_normed, False, "normalized input"),
+    (BLOCK, block_norm_on_branch_output, False, "branch's output"),
     (BLOCK, block_swish, False, "swish"),
     (BLOCK, block_returns_first_half, False, "mlp branch"),
     (BLOCK, block_one_dense, False, "two dense layers"),
@@ -894,6 +929,8 @@ BANK = [
     (STEP, step_model_predict, False, "model.predict"),
     (STEP, step_model_twice, False, "twice"),
     (STEP, step_loss_outside_tape, False, "loss is computed outside"),
+    (STEP, step_gradients_alone, False, "not the gradients alone"),
+    (STEP, step_loss_in_list, False, "wrapped in a list"),
     (STEP, step_clipped, False, "scaled"),
     (STEP, step_all_weights, True, None),
     (STEP, step_returns_predictions, False, "return the loss"),

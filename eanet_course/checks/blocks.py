@@ -55,6 +55,8 @@ def _external(x: np.ndarray, weights: list[np.ndarray], heads: int, *,
     dh = width // heads
     if split == "blocks":
         h = wide.reshape(b, n, heads, dh).transpose(0, 2, 1, 3)
+    elif split == "reshape":  # straight to (B, H, N, dh), no transpose
+        h = wide.reshape(b, heads, n, dh)
     else:  # channel c to head c % H
         h = wide.reshape(b, n, dh, heads).transpose(0, 3, 1, 2)
     logits = h @ m_k_t + b_k  # (B, H, N, S)
@@ -95,6 +97,9 @@ def _block(x, p, *, epsilon=1e-5, activation="gelu", variant="right") -> np.ndar
     if variant == "post-norm":
         y = ln(x + attend(x))
         return ln(y + mlp(y))
+    if variant == "norm on the branch's output":
+        y = x + ln(attend(x))
+        return y + ln(mlp(y))
     if variant == "residual from the normed input":
         y = ln(x) + attend(ln(x))
         return ln(y) + mlp(ln(y))
@@ -115,6 +120,9 @@ BLOCK_VARIANTS = {
     "the residual connections add the normalized input: the stream that goes on must be the "
     "un-normalized x (and y), with the branch's output added to it.":
         {"variant": "residual from the normed input"},
+    "each LayerNormalization is applied to its branch's output (x + LN(Attn(x))); in a "
+    "pre-norm block it is applied to the branch's input: x + Attn(LN(x)).":
+        {"variant": "norm on the branch's output"},
     "the attention's residual connection is missing: the block's first half adds the "
     "attention's output to its input.": {"variant": "no attention residual"},
     "the MLP's residual connection is missing: the block's second half adds the MLP's output "
@@ -704,6 +712,13 @@ def _layer_variants(x, weights, heads) -> dict[str, np.ndarray]:
             _external(x, weights, heads, split="interleaved"),
         "heads merged without moving the heads axis back after the patches: patches and heads "
         "get mixed.": _external(x, weights, heads, merge="reshape"),
+        "heads split with a reshape straight to (B, H, N, dh), without the transpose: the "
+        "patches and heads get mixed. Reshape to (B, N, H, dh), then transpose to (B, H, N, dh)"
+        " (and back the same way to merge).": _external(x, weights, heads, split="reshape",
+                                                         merge="reshape"),
+        "heads split with a reshape straight to (B, H, N, dh), without the transpose: the "
+        "patches and heads get mixed. Reshape to (B, N, H, dh), then transpose to "
+        "(B, H, N, dh).": _external(x, weights, heads, split="reshape"),
         "the logits are divided by sqrt(dh), as in self-attention's scaled dot product; "
         "external attention's double normalization takes the memory's logits unscaled.":
             _external(x, weights, heads, normalization="scaled"),

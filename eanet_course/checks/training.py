@@ -270,6 +270,10 @@ def _scalar(loss, what: str) -> float:
         value = np.asarray(loss.numpy() if hasattr(loss, "numpy") else loss, dtype=np.float64)
     except (TypeError, ValueError):
         value = None
+    if isinstance(loss, (list, tuple)) and value is not None and value.size == 1:
+        raise Mistake(f"Called with {what}, your step returned a {type(loss).__name__} holding "
+                      f"the loss: {loss!r:.80}.\nLikely mistake: the loss wrapped in a "
+                      f"{type(loss).__name__}; return the loss itself, a scalar.")
     if value is None or value.size != 1:
         raise Mistake(f"Called with {what}, your step returned {type(loss).__name__}: "
                       f"{loss!r:.80}.\nLikely mistake: something other than the loss is "
@@ -312,6 +316,11 @@ def check_train_step(fn: Callable) -> str:
     try:
         mine, optimizer, losses, model_log, loss_log = run(learner, model_log, loss_log)
     except Mistake as error:
+        if "apply_gradients" in str(error) and "unpack" in str(error):
+            raise Mistake(f"{str(error).splitlines()[0]}\nLikely mistake: apply_gradients "
+                          "takes (gradient, variable) pairs, not the gradients alone: "
+                          "optimizer.apply_gradients(zip(gradients, "
+                          "model.trainable_variables)).") from None
         if "_unique_id" in str(error) or "has no attribute 'assign" in str(error):
             raise Mistake(f"{str(error).splitlines()[0]}\nLikely mistake: apply_gradients "
                           "takes (gradient, variable) pairs: zip(gradients, "
