@@ -243,6 +243,27 @@ class LayerMatmulKernels(_Base):
 
 
 @_register
+class LayerPatchesFirst(_Base):
+    """Right: the heads kept as (B, N, H, dh), no transpose at all: the softmax over N is over
+    axis 1, the l1 step over the last axis."""
+
+    def call(self, x):
+        n = ops.shape(x)[1]
+        h = ops.reshape(self.to_heads(x), (-1, n, self.total, self.dh))
+        a = ops.softmax(self.memory_key(h), axis=1)
+        a = a / ops.sum(a, axis=-1, keepdims=True)
+        return self.output_projection(ops.reshape(self.memory_value(a), (-1, n, self.total
+                                                                         * self.dh)))
+
+
+@_register
+class LayerValueNoBias(_Base):
+    def make(self):
+        super().make()
+        self.memory_value = layers.Dense(self.dh, use_bias=False)
+
+
+@_register
 class LayerUnstable(_Base):
     def attend(self, logits):
         e = ops.exp(logits)
@@ -446,6 +467,13 @@ def block_norm_on_branch_output(x, embed_dim, mlp_dim, num_heads, dim_coefficien
         ExternalAttention(embed_dim, num_heads, dim_coefficient)(x))
     h = layers.Dense(mlp_dim, activation="gelu")(y)
     return y + layers.LayerNormalization(epsilon=1e-5)(layers.Dense(embed_dim)(h))
+
+
+def block_concatenated_residual(x, embed_dim, mlp_dim, num_heads, dim_coefficient):
+    y = layers.Concatenate()([x, ExternalAttention(embed_dim, num_heads, dim_coefficient)(
+        layers.LayerNormalization(epsilon=1e-5)(x))])
+    h = layers.Dense(mlp_dim, activation="gelu")(layers.LayerNormalization(epsilon=1e-5)(y))
+    return layers.Concatenate()([y, layers.Dense(embed_dim)(h)])
 
 
 def block_swish(x, embed_dim, mlp_dim, num_heads, dim_coefficient):
@@ -816,6 +844,11 @@ def step_loss_in_list(model, optimizer, loss_fn, images, labels):
     return [loss]
 
 
+def step_model_fit(model, optimizer, loss_fn, images, labels):
+    history = model.fit(images, labels, epochs=1, verbose=0)
+    return history.history["loss"][-1]
+
+
 def step_clipped(model, optimizer, loss_fn, images, labels):
     """The gradients scaled down (clipped by their global norm) before the update."""
     with tf.GradientTape() as tape:
@@ -869,6 +902,8 @@ BANK = [
     (LAYER, LayerTfOps, True, None),
     (LAYER, LayerMadeInBuild, True, None),
     (LAYER, LayerMatmulKernels, True, None),
+    (LAYER, LayerPatchesFirst, True, None),
+    (LAYER, LayerValueNoBias, False, "memory_value's bias"),
     (LAYER, LayerUnstable, False, "overflows"),
     (LAYER, LayerSplitByReshape, False, "without the transpose"),
     (LAYER, LayerScaledLogits, False, "sqrt"),
@@ -892,6 +927,7 @@ BANK = [
     (BLOCK, block_second_residual_from_x, False, "adds x"),
     (BLOCK, block_residual_normed, False, "normalized input"),
     (BLOCK, block_norm_on_branch_output, False, "branch's output"),
+    (BLOCK, block_concatenated_residual, False, "concatenated"),
     (BLOCK, block_swish, False, "swish"),
     (BLOCK, block_returns_first_half, False, "mlp branch"),
     (BLOCK, block_one_dense, False, "two dense layers"),
@@ -931,6 +967,7 @@ BANK = [
     (STEP, step_loss_outside_tape, False, "loss is computed outside"),
     (STEP, step_gradients_alone, False, "not the gradients alone"),
     (STEP, step_loss_in_list, False, "wrapped in a list"),
+    (STEP, step_model_fit, False, "model.fit"),
     (STEP, step_clipped, False, "scaled"),
     (STEP, step_all_weights, True, None),
     (STEP, step_returns_predictions, False, "return the loss"),

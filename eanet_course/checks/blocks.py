@@ -398,6 +398,9 @@ def check_transformer_block(fn: Callable) -> str:
                           "Likely mistake: " + (
                               f"the MLP's last Dense has mlp_dim={mlp} units; the MLP goes to "
                               f"mlp_dim, then back to embed_dim={d}." if last == mlp else
+                              "a residual concatenated (layers.Concatenate) instead of added: "
+                              "a residual connection adds the branch's output to its input "
+                              "(layers.Add or +)." if last in (2 * d, 3 * d) else
                               "an axis lost or added (a reduction, a reshape, or a Dense of the "
                               "wrong width at the end): the block returns (B, N, embed_dim)."))
         parts = _structure(model, d, mlp, heads, c, what)
@@ -639,16 +642,15 @@ def _wrong_sizes(shapes: list[tuple], wanted: list[tuple], sizes: dict) -> str |
     """The part whose weight shapes differ from the package layer's, named by its role, or
     None. ``wanted`` is in the package's order: to_heads, memory_key, memory_value,
     output_projection, a kernel and a bias each."""
-    roles = ["to_heads", "to_heads", "memory_key", "memory_key", "memory_value",
-             "memory_value", "output_projection", "output_projection"]
+    roles = ["to_heads", "memory_key", "memory_value", "output_projection"]
     extra = list(shapes)
-    missing = []
-    for shape, role in zip(wanted, roles):
+    lost: dict[str, list[str]] = {}
+    for shape, (role, kind) in zip(wanted, [(r, k) for r in roles for k in ("kernel", "bias")]):
         if shape in extra:
             extra.remove(shape)
         else:
-            missing.append(role)
-    missing = list(dict.fromkeys(missing))
+            lost.setdefault(role, []).append(kind)
+    missing = [role if len(kinds) == 2 else f"{role}'s {kinds[0]}" for role, kinds in lost.items()]
     d, c = sizes["embed_dim"], sizes["dim_coefficient"]
     heads, dh, s = sizes["num_heads"], sizes["embed_dim"] // sizes["num_heads"], wanted[2][1]
     if missing and not extra:
@@ -656,7 +658,7 @@ def _wrong_sizes(shapes: list[tuple], wanted: list[tuple], sizes: dict) -> str |
                 "biases, to_heads (d -> d*c), memory_key (dh -> S), memory_value (S -> dh) and "
                 "output_projection (d*c -> d).")
     memory = [k for k in extra if len(k) == 2 and k[::-1] in extra]
-    if "memory_key" in missing and memory:
+    if "memory_key" in lost and memory:
         width, units = memory[0] if memory[0][1] != dh else memory[0][::-1]
         if width != dh:
             total = (" (that is embed_dim // (num_heads * dim_coefficient), the width of all the "

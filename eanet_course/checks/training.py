@@ -316,6 +316,11 @@ def check_train_step(fn: Callable) -> str:
     try:
         mine, optimizer, losses, model_log, loss_log = run(learner, model_log, loss_log)
     except Mistake as error:
+        if "compile()" in str(error) or "must call `compile" in str(error).lower():
+            raise Mistake(f"{str(error).splitlines()[0]}\nLikely mistake: model.fit (or "
+                          "train_on_batch) where the exercise writes the step itself: run the "
+                          "model inside a tf.GradientTape, take the gradient of loss_fn, and "
+                          "apply it with the optimizer you are given.") from None
         if "apply_gradients" in str(error) and "unpack" in str(error):
             raise Mistake(f"{str(error).splitlines()[0]}\nLikely mistake: apply_gradients "
                           "takes (gradient, variable) pairs, not the gradients alone: "
