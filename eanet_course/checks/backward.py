@@ -85,7 +85,7 @@ def mistakes(logits: np.ndarray, upstream: np.ndarray) -> dict[str, np.ndarray]:
     right_d_p = r * (g - (g * a).sum(axis=-1, keepdims=True))
     right = _through_softmax(p, right_d_p)
     plain = ref.softmax(logits, axis=-1)
-    return {
+    found = {
         "the l1 step's quotient-rule term is missing: the row sum sum_S(P) in A = P / sum_S(P) "
         "was treated as a constant. It depends on P too, so dL/dP = r * (G - sum_S(G * A)), "
         "not r * G.": _through_softmax(p, r * g),
@@ -120,7 +120,51 @@ def mistakes(logits: np.ndarray, upstream: np.ndarray) -> dict[str, np.ndarray]:
         "normalization: the softmax runs over N, then the l1 step over S.":
             plain * (g - (plain * g).sum(axis=-1, keepdims=True)),
         "you returned the attention A itself, not the gradient with respect to the logits.": a,
+        "only the diagonal of the softmax's Jacobian, P * (1 - P): column j of P depends on "
+        "every logit of column j, so dL/dZ = P * (dL/dP - sum_N(P * dL/dP)), a sum over N.":
+            p * (1.0 - p) * right_d_p,
+        "only the diagonal of the l1 step's Jacobian, r * (1 - A): each A of a row depends on "
+        "every P of that row, so dL/dP = r * (G - sum_S(G * A)), a sum over S.":
+            _through_softmax(p, r * (1.0 - a) * g),
+        "a mean over N where the softmax's subtraction term sums over N: dL/dZ = P * (dL/dP - "
+        "sum_N(P * dL/dP)), a sum, not np.mean.": p * (right_d_p - (p * right_d_p).mean(
+            axis=-2, keepdims=True)),
+        "a mean over S where the quotient-rule term sums over S: dL/dP = r * (G - sum_S(G * A)), "
+        "a sum, not np.mean.": _through_softmax(p, r * (g - (g * a).mean(axis=-1,
+                                                                         keepdims=True))),
     }
+    # The forward pass recomputed wrongly, the backward formula right.
+    for explanation, (p_wrong, r_wrong) in {
+        "the forward pass recomputes the softmax over S (axis -1); the double normalization's "
+        "softmax runs over the patch axis N (axis -2), then the l1 step over S.": _forward_with(
+            logits, axis=-1, max_axis=-1),
+        "the maximum subtracted in the forward pass is taken over S (each row's): a softmax over N "
+        "ignores a constant per column only, so subtract each column's maximum over N "
+        "(axis=-2).": _forward_with(logits, axis=-2, max_axis=-1),
+    }.items():
+        found[explanation] = _through_softmax(p_wrong, r_wrong * (
+            g - (g * p_wrong * r_wrong).sum(axis=-1, keepdims=True)))
+    if logits.ndim > 2:
+        found["axes counted from the front (axis=0, axis=1): right for one (N, S) map, wrong "
+              "with leading batch or head axes; count from the end (axis=-2 for N, axis=-1 "
+              "for S)."] = _front_axes(logits, upstream)
+    return found
+
+
+def _forward_with(logits: np.ndarray, axis: int, max_axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(P, r)`` with the softmax over ``axis`` and the maximum taken over ``max_axis``."""
+    e = np.exp(logits - logits.max(axis=max_axis, keepdims=True))
+    p = e / e.sum(axis=axis, keepdims=True)
+    return p, 1.0 / (p.sum(axis=-1, keepdims=True) + ref.EPSILON)
+
+
+def _front_axes(logits: np.ndarray, upstream: np.ndarray) -> np.ndarray:
+    """The right formula written with axes 0 (for N) and 1 (for S)."""
+    e = np.exp(logits - logits.max(axis=0, keepdims=True))
+    p = e / e.sum(axis=0, keepdims=True)
+    r = 1.0 / p.sum(axis=1, keepdims=True)
+    d_p = r * (upstream - (upstream * p * r).sum(axis=1, keepdims=True))
+    return p * (d_p - (p * d_p).sum(axis=0, keepdims=True))
 
 
 def _diagnosis(got: np.ndarray, expected: np.ndarray, logits: np.ndarray,
@@ -133,7 +177,9 @@ def _diagnosis(got: np.ndarray, expected: np.ndarray, logits: np.ndarray,
     if np.max(np.abs(got)) <= atol:
         return ("your gradient is 0 everywhere. Is the upstream G used? The gradient of sum(A) "
                 "alone is 0, since every row of A sums to 1.")
-    for explanation, wrong in mistakes(logits, upstream).items():
+    with np.errstate(all="ignore"):  # a wrong forward pass may overflow on the offset logits
+        candidates = mistakes(logits, upstream)
+    for explanation, wrong in candidates.items():
         if close(got, wrong, rtol, atol):
             return explanation
     flat, right = got.reshape(-1), expected.reshape(-1)

@@ -18,7 +18,7 @@ import numpy as np
 
 from eanet_course import reference as ref
 from eanet_course.checks._core import (
-    Mistake, Refused, call, checker, close, compare, convert, fresh_rng, preview,
+    Mistake, Refused, Stub, call, checker, close, compare, convert, fresh_rng, preview,
 )
 
 # ----------------------------------------------------------------------------------------------
@@ -38,7 +38,10 @@ def _gelu(x: np.ndarray, approximate: bool = False) -> np.ndarray:
 
 
 ACTIVATIONS = {"gelu": _gelu, "gelu (tanh approximation)": lambda x: _gelu(x, True),
-               "relu": lambda x: np.maximum(x, 0), "none": lambda x: x}
+               "relu": lambda x: np.maximum(x, 0), "none": lambda x: x,
+               "swish": lambda x: x / (1 + np.exp(-x)), "tanh": np.tanh,
+               "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
+               "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0)))}
 
 
 def _external(x: np.ndarray, weights: list[np.ndarray], heads: int, *,
@@ -52,6 +55,8 @@ def _external(x: np.ndarray, weights: list[np.ndarray], heads: int, *,
     dh = width // heads
     if split == "blocks":
         h = wide.reshape(b, n, heads, dh).transpose(0, 2, 1, 3)
+    elif split == "reshape":  # straight to (B, H, N, dh), no transpose
+        h = wide.reshape(b, heads, n, dh)
     else:  # channel c to head c % H
         h = wide.reshape(b, n, dh, heads).transpose(0, 3, 1, 2)
     logits = h @ m_k_t + b_k  # (B, H, N, S)
@@ -59,6 +64,14 @@ def _external(x: np.ndarray, weights: list[np.ndarray], heads: int, *,
         attention = ref.double_normalization(logits)
     elif normalization == "softmax over S":
         attention = ref.softmax(logits, axis=-1)
+    elif normalization == "scaled":
+        attention = ref.double_normalization(logits / math.sqrt(dh))
+    elif normalization == "over heads":
+        attention = ref.softmax(logits, axis=1)
+        attention = attention / attention.sum(axis=-1, keepdims=True)
+    elif normalization == "axes swapped":
+        attention = ref.softmax(logits, axis=-1)
+        attention = attention / attention.sum(axis=-2, keepdims=True)
     else:  # "no l1"
         attention = ref.softmax(logits, axis=-2)
     out = attention @ m_v + b_v  # (B, H, N, dh)
@@ -77,11 +90,16 @@ def _block(x, p, *, epsilon=1e-5, activation="gelu", variant="right") -> np.ndar
         return _external(v, p["attention"], p["heads"])
 
     def mlp(v):
+        if variant == "activation on the output":
+            return act((v @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"])
         return act(v @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
 
     if variant == "post-norm":
         y = ln(x + attend(x))
         return ln(y + mlp(y))
+    if variant == "norm on the branch's output":
+        y = x + ln(attend(x))
+        return y + ln(mlp(y))
     if variant == "residual from the normed input":
         y = ln(x) + attend(ln(x))
         return ln(y) + mlp(ln(y))
@@ -90,6 +108,8 @@ def _block(x, p, *, epsilon=1e-5, activation="gelu", variant="right") -> np.ndar
         return y + mlp(ln(x))
     if variant in ("no MLP residual", "no residuals"):
         return mlp(ln(y))
+    if variant == "MLP residual from x":
+        return x + mlp(ln(y))
     return y + mlp(ln(y))
 
 
@@ -100,6 +120,9 @@ BLOCK_VARIANTS = {
     "the residual connections add the normalized input: the stream that goes on must be the "
     "un-normalized x (and y), with the branch's output added to it.":
         {"variant": "residual from the normed input"},
+    "each LayerNormalization is applied to its branch's output (x + LN(Attn(x))); in a "
+    "pre-norm block it is applied to the branch's input: x + Attn(LN(x)).":
+        {"variant": "norm on the branch's output"},
     "the attention's residual connection is missing: the block's first half adds the "
     "attention's output to its input.": {"variant": "no attention residual"},
     "the MLP's residual connection is missing: the block's second half adds the MLP's output "
@@ -108,6 +131,12 @@ BLOCK_VARIANTS = {
     "input.": {"variant": "no residuals"},
     "the MLP reads the block's input x; it should read y, the stream after the attention's "
     "residual.": {"variant": "MLP reads x"},
+    "the MLP's residual adds x, the block's input, where it adds y, the stream after the "
+    "attention's residual: the attention's output is lost.": {"variant": "MLP residual from x"},
+    "the GELU is after the second Dense layer (on the MLP's output); it goes after the first, "
+    "between the two.": {"variant": "activation on the output"},
+    **{f"the MLP's activation is {name} (activation=\"{name}\"), not GELU.": {"activation": name}
+       for name in ("swish", "tanh", "sigmoid", "elu")},
     "the MLP's activation is ReLU, not GELU.": {"activation": "relu"},
     "the MLP has no activation between its two Dense layers (GELU after the first).":
         {"activation": "none"},
@@ -199,6 +228,12 @@ def _structure(model, d: int, mlp: int, heads: int, c: int, what: str) -> dict:
                       "mistake: dropout (or noise) the block does not have: the contract's "
                       "block is two normalized branches with residuals, and nothing random.")
     norms = [layer for layer in leaves if isinstance(layer, keras.layers.LayerNormalization)]
+    if not any(isinstance(layer, keras.layers.Dense) for layer in leaves) and any(
+            isinstance(layer, ExternalAttention) for layer in leaves):
+        raise Mistake(f"Called with {what}: your block's output is computed without any Dense "
+                      "layer outside the attention.\nLikely mistake: the MLP branch (the second "
+                      "half) is not in the output: is the first half's result y returned "
+                      "instead of y + MLP(LayerNormalization(y))?")
     calls = sum(len(layer._inbound_nodes) for layer in norms)
     if len(norms) == 1 and calls >= 2:
         raise Mistake(f"Called with {what}: one LayerNormalization is applied twice.\nLikely "
@@ -239,6 +274,17 @@ def _structure(model, d: int, mlp: int, heads: int, c: int, what: str) -> dict:
              "dim_coefficient": attention.dim_coefficient}
     wanted = {"embed_dim": d, "num_heads": heads, "dim_coefficient": c}
     wrong = [f"{k}={given[k]} (should be {wanted[k]})" for k in wanted if given[k] != wanted[k]]
+    if given["num_heads"] == heads * c and c > 1 and given["embed_dim"] == d and \
+            given["dim_coefficient"] == c:
+        raise Mistake(f"Called with {what}: your ExternalAttention has num_heads="
+                      f"{given['num_heads']} (should be {heads}).\nLikely mistake: num_heads * "
+                      "dim_coefficient passed as num_heads; ExternalAttention multiplies "
+                      "num_heads by dim_coefficient itself: pass the block's num_heads.")
+    if not wrong and attention.normalization != "double":
+        raise Mistake(f"Called with {what}: your ExternalAttention has normalization="
+                      f"{attention.normalization!r}.\nLikely mistake: the normalization changed; "
+                      "the block's attention is external attention with the double "
+                      "normalization, the default (normalization=\"double\").")
     if wrong or attention.normalization != "double" or attention._memory_units is not None:
         wrong += [f"normalization={attention.normalization!r}"] * (
             attention.normalization != "double")
@@ -334,11 +380,29 @@ def check_transformer_block(fn: Callable) -> str:
         what = (f"x = keras.Input(({n}, {d})), embed_dim={d}, mlp_dim={mlp}, "
                 f"num_heads={heads}, dim_coefficient={c}")
         inputs = keras.Input((n, d))
-        outputs = call(fn, inputs, d, mlp, heads, c, what=what)
+        try:
+            outputs = call(fn, inputs, d, mlp, heads, c, what=what)
+        except Mistake as error:
+            text = str(error)
+            if "broadcast" not in text.lower() or f"{mlp}" not in text:
+                raise
+            raise Mistake(text.split("\nLikely mistake:")[0] + "\nLikely mistake: a residual "
+                          f"adds a branch of mlp_dim={mlp} channels to the stream of "
+                          f"embed_dim={d}: the MLP's first Dense has mlp_dim units, its second "
+                          "embed_dim (the sizes swapped?).") from None
         model = _model(inputs, outputs, what)
         if tuple(outputs.shape) != (None, n, d):
+            last = outputs.shape[-1] if len(outputs.shape) else None
             raise Mistake(f"Called with {what}, expected an output of shape (None, {n}, {d}); "
-                          f"got {tuple(outputs.shape)}. The block must keep the shape of x.")
+                          f"got {tuple(outputs.shape)}. The block must keep the shape of x.\n"
+                          "Likely mistake: " + (
+                              f"the MLP's last Dense has mlp_dim={mlp} units; the MLP goes to "
+                              f"mlp_dim, then back to embed_dim={d}." if last == mlp else
+                              "a residual concatenated (layers.Concatenate) instead of added: "
+                              "a residual connection adds the branch's output to its input "
+                              "(layers.Add or +)." if last in (2 * d, 3 * d) else
+                              "an axis lost or added (a reduction, a reshape, or a Dense of the "
+                              "wrong width at the end): the block returns (B, N, embed_dim)."))
         parts = _structure(model, d, mlp, heads, c, what)
         _check_block_numbers(model, parts, n, d, heads, c, rng, what)
     return (f"Parts, shapes, residual connections and outputs are right on {len(cases)} block "
@@ -350,9 +414,9 @@ def check_transformer_block(fn: Callable) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _model_parts(config) -> tuple[int, dict[str, int]]:
-    """``build_eanet(config)``'s parameter count and the sizes of the parts learners forget
-    (cached: a config is frozen, and the checker's fixed configs come back at every call)."""
+def _model_parts(config) -> tuple[int, dict[str, int], int]:
+    """``build_eanet(config)``'s parameter count, the sizes of the parts learners forget, and
+    one block's count (cached: a config is frozen, and the checker's fixed configs come back at every call)."""
     from eanet_course.layers import TransformerBlock
     from eanet_course.models import build_eanet
 
@@ -393,8 +457,32 @@ def _model_parts(config) -> tuple[int, dict[str, int]]:
                                           // config.patch_size) * d,
         "to_heads and output_projection are counted as d -> d; they are d -> d*c and d*c -> d":
             k * (c - 1) * (2 * d * d + d),
+        "one position too many (a class token, as in ViT?): EANet has no class token, so N = "
+        "(image_size // patch_size) ** 2 positions, one per patch": -d,
+        "the head width dh is embed_dim // (num_heads * dim_coefficient); it is embed_dim // "
+        "num_heads, the memories are (dh, S) and (S, dh)": sum(
+            (b.attention.head_dim - d // b.attention.total_heads) * (2 * b.attention.memory_units
+                                                                     + 1) for b in blocks),
+        "the number of patches is image_size // patch_size ** 2 (the power binds first): N = "
+        "(image_size // patch_size) ** 2 positions": (
+            config.num_patches - config.image_size // config.patch_size ** 2) * d,
     }
-    return model.count_params(), parts
+    # Any one weight, or any one layer, left out: in one place, or in every block.
+    for path, size in weights.items():
+        layer_path, name = path.rsplit("/", 1)
+        where = layer_path.split("/", 1)
+        if where[0].startswith("block_"):
+            if where[0] != "block_0":
+                continue
+            parts.setdefault(f"the {name} of {where[1]} is not counted (in each of the {k} "
+                             "blocks)", k * size)
+            parts.setdefault(f"{where[1]} ({name} and the rest of that layer) is not counted "
+                             f"(in each of the {k} blocks)", k * sum(
+                                 n for p, n in weights.items() if p.startswith(layer_path + "/")))
+        else:
+            possessive = f"{layer_path}'s" if "/" not in layer_path else f"the {layer_path}'s"
+            parts.setdefault(f"{possessive} {name} is not counted ({size:,} values)", size)
+    return model.count_params(), parts, blocks[0].count_params()
 
 
 @contextmanager
@@ -465,32 +553,81 @@ def check_parameter_count(fn: Callable) -> str:
                           num_blocks=int(rng.integers(1, 3)),
                           memory_units=[None, int(rng.integers(2, 9))][int(rng.integers(2))])]
     note = ""
+    seen: list[tuple[int, int]] = []  # (the learner's count, the right one) per config so far
+    failure = None
     for config in configs:
         what = ("EANetConfig(" + ", ".join(f"{f}={getattr(config, f)}" for f in (
             "image_size", "channels", "patch_size", "num_classes", "embed_dim", "mlp_dim",
             "num_heads", "dim_coefficient", "memory_units", "num_blocks")) + ")")
-        with _no_layers():
-            got = call(fn, config.replace(), what=what)  # the learner's own copy
         try:
+            with _no_layers():
+                got = call(fn, config.replace(), what=what)  # the learner's own copy
             got, note = _as_count(got, what)
         except Mistake as error:
+            if failure is not None:  # the first wrong count is the feedback
+                break
             text = str(error)
             raise Mistake(text if text.startswith("Called") else f"Called with {what}, {text}") \
                 from None
-        expected, parts = _model_parts(config)
+        expected, parts, per_block = _model_parts(config)
+        same = [mine for mine, right in seen if mine == got and right != expected]
+        seen.append((got, expected))
         if got == expected:
             continue
-        lines = [f"Called with {what}:", f"  expected {expected:,} parameters "
-                 "(build_eanet(config).count_params())", f"  got      {got:,}"]
         named = [part for part, size in parts.items() if size and expected - got == size]
-        lines.append(f"Likely mistake: {named[0]}." if named else
-                     f"Likely mistake: you count {abs(expected - got):,} "
-                     f"{'too few' if got < expected else 'too many'}, which is no single part "
-                     "of the model: count the patch embedding, one block, and the classifier "
-                     "separately and compare each with model.summary() on a small config.")
-        raise Mistake("\n".join(lines))
-    return (f"Exact on {len(configs)} configs, memory_units, odd widths and a fresh random one "
-            f"included.{note}")
+        if failure is None:
+            failure = (config, what, got, expected, per_block, named)
+            if same:
+                break
+        else:  # a later config narrows down which of several parts the first one names
+            failure = (*failure[:5], [n for n in failure[5] if n in named] or failure[5])
+        if len(failure[5]) <= 1:
+            break
+    if failure is None:
+        return (f"Exact on {len(configs)} configs, memory_units, odd widths and a fresh random "
+                f"one included.{note}")
+    config, what, got, expected, per_block, named = failure
+    lines = [f"Called with {what}:", f"  expected {expected:,} parameters "
+             "(build_eanet(config).count_params())", f"  got      {got:,}"]
+    repeated = [mine for mine, right in seen if mine == got and right != expected]
+    if repeated:
+        lines.append("Likely mistake: the same count for every config (a number computed once, "
+                     "for the notebook's config, and written in): compute it from the config's "
+                     "fields (embed_dim, num_blocks, patch_size...).")
+    elif named:
+        lines.append(f"Likely mistake: {named[0]}.")
+    else:
+        lines.append("Likely mistake: " + _where_the_count_differs(fn, config, got, expected,
+                                                                     per_block))
+    raise Mistake("\n".join(lines))
+
+
+def _where_the_count_differs(fn: Callable, config, got: int, expected: int,
+                             per_block: int) -> str:
+    """No single part matches: one block more tells whether the difference is in the blocks
+    (and how much per block) or outside them."""
+    more = (f"you count {abs(expected - got):,} {'too few' if got < expected else 'too many'}, "
+            "which is no single part of the model")
+    try:
+        with _no_layers():
+            one_more = call(fn, config.replace(num_blocks=config.num_blocks + 1),
+                            what="the same config with one block more")
+        yours = _as_count(one_more, "the same config with one block more")[0] - got
+    except Mistake:
+        yours = None
+    if yours == 0:
+        return (f"{more}, and your count does not change with num_blocks: a fixed number, or "
+                "the blocks left out; count num_blocks blocks of the config's sizes.")
+    if yours is not None and yours != per_block:
+        return (f"{more}, inside the blocks: one block more adds {yours:,} to your count, "
+                f"{per_block:,} to the model's. Count one block's parts (its two "
+                "LayerNormalizations, the attention's four Dense layers, the MLP's two) and "
+                "compare each with model.summary() on a small config.")
+    if yours == per_block:
+        return (f"{more}, outside the blocks (each block is right: {per_block:,}): in the patch "
+                "embedding (projection and positions) or in the classifier.")
+    return (f"{more}: count the patch embedding, one block, and the classifier separately and "
+            "compare each with model.summary() on a small config.")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -501,7 +638,43 @@ LAYER_SIZES = [dict(embed_dim=24, num_heads=3, dim_coefficient=2),  # dh 8, d*c 
                dict(embed_dim=20, num_heads=2, dim_coefficient=4, memory_units=7)]  # dh 10
 
 
-def _copy_weights(mine, package, what: str) -> None:
+def _wrong_sizes(shapes: list[tuple], wanted: list[tuple], sizes: dict) -> str | None:
+    """The part whose weight shapes differ from the package layer's, named by its role, or
+    None. ``wanted`` is in the package's order: to_heads, memory_key, memory_value,
+    output_projection, a kernel and a bias each."""
+    roles = ["to_heads", "memory_key", "memory_value", "output_projection"]
+    extra = list(shapes)
+    lost: dict[str, list[str]] = {}
+    for shape, (role, kind) in zip(wanted, [(r, k) for r in roles for k in ("kernel", "bias")]):
+        if shape in extra:
+            extra.remove(shape)
+        else:
+            lost.setdefault(role, []).append(kind)
+    missing = [role if len(kinds) == 2 else f"{role}'s {kinds[0]}" for role, kinds in lost.items()]
+    d, c = sizes["embed_dim"], sizes["dim_coefficient"]
+    heads, dh, s = sizes["num_heads"], sizes["embed_dim"] // sizes["num_heads"], wanted[2][1]
+    if missing and not extra:
+        return (f"{' and '.join(missing)} missing: the layer has four Dense layers with "
+                "biases, to_heads (d -> d*c), memory_key (dh -> S), memory_value (S -> dh) and "
+                "output_projection (d*c -> d).")
+    memory = [k for k in extra if len(k) == 2 and k[::-1] in extra]
+    if "memory_key" in lost and memory:
+        width, units = memory[0] if memory[0][1] != dh else memory[0][::-1]
+        if width != dh:
+            total = (" (that is embed_dim // (num_heads * dim_coefficient), the width of all the "
+                     "heads together counted as one)" if width == d // (heads * c) else
+                     " (the heads are not split?)" if width == d * c else "")
+            return (f"the memories read {width} channels{total}; the head width is dh = "
+                    f"embed_dim // num_heads = {dh}: each head has dh channels.")
+        if units != s:
+            ignored = sizes.get("memory_units") is not None and units == d // c
+            return ((f"memory_units={sizes['memory_units']} ignored: " if ignored else "")
+                    + f"the memories have {units} units; S = memory_units when it is set, "
+                    f"else embed_dim // dim_coefficient ({s} here).")
+    return None
+
+
+def _copy_weights(mine, package, what: str, sizes: dict) -> None:
     """The package layer's weights into the learner's, matched by shape (any creation order)."""
     theirs = package.get_weights()
     slots = mine.weights
@@ -509,8 +682,9 @@ def _copy_weights(mine, package, what: str) -> None:
     wanted = [w.shape for w in theirs]
     if sorted(shapes) != sorted(wanted):
         transposed = [s for s in shapes if s not in wanted and s[::-1] in wanted]
-        hint = ("\nLikely mistake: a Dense layer of the wrong size; compare each with the "
-                "contract's four (inputs -> units).")
+        hint = ("\nLikely mistake: " + (_wrong_sizes(shapes, [tuple(w) for w in wanted], sizes)
+                                        or "a Dense layer of the wrong size; compare each "
+                                        "with the contract's four (inputs -> units)."))
         if transposed:
             hint = (f"\nLikely mistake: a weight of shape {transposed[0]} is transposed: a Dense "
                     "layer's kernel is (inputs, outputs).")
@@ -540,6 +714,21 @@ def _layer_variants(x, weights, heads) -> dict[str, np.ndarray]:
             _external(x, weights, heads, split="interleaved"),
         "heads merged without moving the heads axis back after the patches: patches and heads "
         "get mixed.": _external(x, weights, heads, merge="reshape"),
+        "heads split with a reshape straight to (B, H, N, dh), without the transpose: the "
+        "patches and heads get mixed. Reshape to (B, N, H, dh), then transpose to (B, H, N, dh)"
+        " (and back the same way to merge).": _external(x, weights, heads, split="reshape",
+                                                         merge="reshape"),
+        "heads split with a reshape straight to (B, H, N, dh), without the transpose: the "
+        "patches and heads get mixed. Reshape to (B, N, H, dh), then transpose to "
+        "(B, H, N, dh).": _external(x, weights, heads, split="reshape"),
+        "the logits are divided by sqrt(dh), as in self-attention's scaled dot product; "
+        "external attention's double normalization takes the memory's logits unscaled.":
+            _external(x, weights, heads, normalization="scaled"),
+        "the softmax runs over the heads axis (axis 1); it runs over the patch axis N (axis -2 "
+        "of (B, H, N, S)).": _external(x, weights, heads, normalization="over heads"),
+        "the two normalizations are on each other's axis (in the other order): first a softmax "
+        "over the patches N (axis -2), then the l1 step over the memory units S (axis -1).":
+            _external(x, weights, heads, normalization="axes swapped"),
     }
 
 
@@ -548,9 +737,12 @@ def check_external_attention_layer(cls: type) -> str:
     """Check a Keras layer class ``cls(embed_dim, num_heads, dim_coefficient,
     memory_units=None)`` against :class:`eanet_course.layers.ExternalAttention`.
 
-    The package layer's random weights are copied into the learner's (matched by shape); both
-    must give the same ``(B, N, embed_dim)`` output; ``get_config`` must rebuild the layer, and a
-    model holding it must save to ``.keras`` and load back with ``safe_mode=True``.
+    The layer must work on a symbolic ``keras.Input`` (batch size unknown). The package layer's
+    random weights are copied into the learner's (matched by shape); both must give the same
+    ``(B, N, embed_dim)`` output, twice the same (nothing random), also with each memory unit's
+    logits raised by hundreds (an unstable softmax overflows) and with ``training=True``;
+    ``get_config`` must rebuild the layer, and a model holding it must save to ``.keras`` and
+    load back with ``safe_mode=True``.
     """
     import keras
 
@@ -569,7 +761,17 @@ def check_external_attention_layer(cls: type) -> str:
         try:
             call(lambda: layer(symbolic), what=f"{what} on keras.Input((9, "
                                                 f"{sizes['embed_dim']})), batch size unknown")
+        except Stub:
+            raise Mistake(f"{what} works on arrays but raises NotImplementedError on "
+                          f"keras.Input((9, {sizes['embed_dim']})), a symbolic tensor.\nLikely "
+                          "mistake: NumPy functions (np.transpose, np.reshape...) in call: "
+                          "they need actual numbers, and a model passes symbolic tensors; use "
+                          "keras.ops (ops.transpose, ops.reshape).") from None
         except Mistake as error:
+            if "numpy" in str(error).lower() or "__array__" in str(error):
+                raise Mistake(f"{str(error).splitlines()[0]}\nLikely mistake: NumPy functions "
+                              "or .numpy() in call: a model passes symbolic tensors; use "
+                              "keras.ops (ops.transpose, ops.reshape).") from None
             raise Mistake(f"{str(error).splitlines()[0]}\nYour layer works on arrays but not "
                           "in a model, where the batch size is None until data flows.\nLikely "
                           "mistake: a Python number read from the input's batch axis "
@@ -579,26 +781,54 @@ def check_external_attention_layer(cls: type) -> str:
         package.build(x.shape)
         package.set_weights([rng.normal(scale=0.4, size=w.shape).astype("float32")
                              for w in package.get_weights()])
-        _copy_weights(layer, package, what)
+        _copy_weights(layer, package, what, sizes)
+        active = [sub for sub in layer._flatten_layers(include_self=False)
+                  if isinstance(sub, keras.layers.Dense)
+                  and sub.activation not in (None, keras.activations.linear)]
+        if active:
+            raise Mistake(f"In {what}, the Dense layer {active[0].name!r} has the activation "
+                          f"{getattr(active[0].activation, '__name__', active[0].activation)}."
+                          "\nLikely mistake: an activation on a Dense layer; the layer's four "
+                          "Dense layers are linear (the default, activation=None).")
         got = _outputs(lambda: layer(x), what)
+        if not close(_outputs(lambda: layer(x), what), got, 1e-6, 1e-7):
+            raise Mistake(f"{what} gives other outputs when called twice on the same x in "
+                          "inference.\nLikely mistake: something random in call (dropout with "
+                          "training=True fixed, noise, a random draw); the layer is "
+                          "deterministic, without dropout.")
         weights = [w.astype(np.float64) for w in package.get_weights()]
         heads = package.total_heads
         expected = _external(x.astype(np.float64), weights, heads)
         compare(got, expected, "output", f"{what} on random x {x.shape} with the package "
                 "layer's weights", _layer_variants(x.astype(np.float64), weights, heads),
                 rtol=1e-3, atol=1e-4, axes=("B", "N", "d"))
+        # Each memory unit's logits raised by hundreds (memory_key's bias): the softmax over N
+        # does not change, but an exponential without the column's maximum overflows.
+        shifted = [w.copy() for w in package.get_weights()]
+        shifted[3] = shifted[3] + rng.uniform(200.0, 400.0, size=shifted[3].shape).astype(
+            "float32")
+        package.set_weights(shifted)
+        _copy_weights(layer, package, what, sizes)
+        compare(_outputs(lambda: layer(x), what), expected, "output", f"{what} with each memory "
+                "unit's logits raised by 200 to 400 (memory_key's bias)", rtol=1e-3, atol=1e-3,
+                axes=("B", "N", "d"), not_finite="the softmax overflows for large logits: exp "
+                "of logits in the hundreds is inf in float32 unless each column's maximum over "
+                "N is subtracted first (ops.softmax does it for you).")
+        package.set_weights([w.astype("float32") for w in weights])
+        _copy_weights(layer, package, what, sizes)
         training = _outputs(lambda: layer(x, training=True), f"{what}, training=True")
         if not close(training, expected, 1e-3, 1e-4):
             raise Mistake(f"{what} is right in inference but gives other outputs with "
                           f"training=True (starting {preview(training)} instead of "
                           f"{preview(expected)}).\nLikely mistake: dropout or another "
                           "training-only step; the exercise's layer has none (no dropout).")
-        _check_serialization(cls, layer, x, got, what)
+        # One .keras round trip (the slow part) is enough: the last size, memory_units set.
+        _check_serialization(cls, layer, x, got, what, save=sizes is LAYER_SIZES[-1])
     return (f"Same outputs as ExternalAttention on {len(LAYER_SIZES)} sizes with its weights; "
             "get_config rebuilds it and a .keras file reloads with safe_mode=True.")
 
 
-def _check_serialization(cls, layer, x, got, what: str) -> None:
+def _check_serialization(cls, layer, x, got, what: str, save: bool = True) -> None:
     import keras
 
     config = call(layer.get_config, what=f"{what}.get_config()")
@@ -616,6 +846,11 @@ def _check_serialization(cls, layer, x, got, what: str) -> None:
         raise Mistake(f"{error}\nLikely mistake: the constructor does not accept **kwargs: "
                       "from_config also passes the base layer's arguments (name, trainable, "
                       "dtype...), which it must hand to the base class.") from None
+    if not clone.weights:  # built by its first call
+        try:
+            call(lambda: clone(x), what=f"{cls.__name__}.from_config(config) on x")
+        except Mistake:
+            pass
     if [tuple(w.shape) for w in clone.weights] not in ([], [tuple(w.shape) for w in layer.weights]):
         raise Mistake(f"{cls.__name__}.from_config({what}.get_config()) made a different "
                       "layer.\nLikely mistake: get_config returns other values than the "
@@ -624,6 +859,8 @@ def _check_serialization(cls, layer, x, got, what: str) -> None:
         raise Mistake(f"{cls.__name__} is not registered.\nLikely mistake: the decorator "
                       "@keras.saving.register_keras_serializable(...) is missing, so a saved "
                       "model cannot find the class when it loads.")
+    if not save:
+        return
     inputs = keras.Input(x.shape[1:])
     model = keras.Model(inputs, layer(inputs))
     with tempfile.TemporaryDirectory() as folder:

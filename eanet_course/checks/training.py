@@ -52,6 +52,12 @@ def _schedule_variants(peak, total, warmup, steps) -> dict[str, np.ndarray]:
             np.where(s < warmup, (s + 1) * peak / warmup, right),
         "the warm-up is off by one step: yours divides by warmup_steps - 1.":
             np.where(s < warmup, s * peak / max(warmup - 1, 1), right),
+        "a full cosine period (2 * pi): the rate falls to 0 halfway and rises again; the decay "
+        "is half a period, cos(pi * (s - warmup_steps) / (total_steps - warmup_steps)).":
+            np.where(s < warmup, right, peak * 0.5 * (1 + np.cos(2 * math.pi * (s - warmup)
+                                                                 / (total - warmup)))),
+        "the factor 1/2 is missing: peak * (1 + cos(...)) starts at twice the peak; the cosine "
+        "decay is peak / 2 * (1 + cos(...)).": np.where(s < warmup, right, 2 * right),
     }
 
 
@@ -69,12 +75,25 @@ def check_learning_rate_schedule(fn: Callable) -> str:
     cases = [(1e-3, 200, 20), (3e-3, 90, 9), (5e-4, 1000, 50)]
     for peak, total, warmup in cases:
         what = f"peak_learning_rate={peak}, total_steps={total}, warmup_steps={warmup}"
-        schedule = call(fn, peak, total, warmup, what=what)
+        try:
+            schedule = call(fn, peak, total, warmup, what=what)
+        except Mistake as error:
+            swapped = _swapped_parameters(fn)
+            if not swapped:
+                raise
+            raise Mistake(str(error).split("\nLikely mistake:")[0]
+                          + f"\nLikely mistake: {swapped}") from None
         if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
             raise Mistake(f"Called with {what}, expected a keras.optimizers.schedules."
                           f"LearningRateSchedule (optimizers call it with the step number); "
                           f"your function returned {type(schedule).__name__}: "
                           f"{schedule!r:.80}\nLikely mistake: " + (
+                              "the class itself, not an instance of it: return "
+                              "YourSchedule(peak_learning_rate, total_steps, warmup_steps)."
+                              if isinstance(schedule, type) else
+                              f"more than the schedule is returned (a {type(schedule).__name__} "
+                              f"of {len(schedule)}): return the schedule alone."
+                              if isinstance(schedule, (tuple, list)) else
                               "a plain function (or lambda) of the step; subclass "
                               "keras.optimizers.schedules.LearningRateSchedule, or return a "
                               "Keras schedule such as CosineDecay." if callable(schedule) else
@@ -112,6 +131,9 @@ def check_learning_rate_schedule(fn: Callable) -> str:
             raise
         expected = _warmup_cosine(peak, total, warmup, steps)
         atol = 1e-4 * peak
+        if _swapped_parameters(fn) and not np.allclose(rates, expected, rtol=1e-4, atol=atol):
+            raise Mistake(f"Called with {what}, your schedule differs from warm-up plus cosine."
+                          f"\nLikely mistake: {_swapped_parameters(fn)}")
         if np.all(np.isfinite(rates)) and np.allclose(rates, expected, rtol=1e-4, atol=atol):
             continue
         wrong = np.flatnonzero(~np.isclose(rates, expected, rtol=1e-4, atol=atol))
@@ -154,6 +176,22 @@ def check_learning_rate_schedule(fn: Callable) -> str:
         raise Mistake("\n".join(lines))
     return (f"Every step matches warm-up plus cosine on {len(cases)} step budgets, the step "
             "asked as a tensor inside tf.function.")
+
+
+def _swapped_parameters(fn: Callable) -> str | None:
+    """The explanation when ``fn``'s parameter names put warmup before total, else None."""
+    import inspect
+
+    try:
+        names = [p.name.lower() for p in inspect.signature(fn).parameters.values()]
+    except (TypeError, ValueError):
+        return None
+    if len(names) == 3 and "warm" in names[1] and "total" in names[2]:
+        return ("your parameters are (peak_learning_rate, warmup_steps, total_steps): "
+                "total_steps and warmup_steps swapped. The contract's order is "
+                "warmup_cosine(peak_learning_rate, total_steps, warmup_steps), and callers pass "
+                "them by position.")
+    return None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -200,7 +238,8 @@ def _loss(log: list):
             log.append((labels_first, record.could_possibly_record()))
             return super().__call__(y_true, y_pred, sample_weight)
 
-    return Loss()
+    # Label smoothing: a loss written by hand instead of loss_fn gives other numbers.
+    return Loss(label_smoothing=0.1)
 
 
 def _reference_step(model, optimizer, loss_fn, x, y, *, training=True, swap=False, sign=1.0,
@@ -231,6 +270,10 @@ def _scalar(loss, what: str) -> float:
         value = np.asarray(loss.numpy() if hasattr(loss, "numpy") else loss, dtype=np.float64)
     except (TypeError, ValueError):
         value = None
+    if isinstance(loss, (list, tuple)) and value is not None and value.size == 1:
+        raise Mistake(f"Called with {what}, your step returned a {type(loss).__name__} holding "
+                      f"the loss: {loss!r:.80}.\nLikely mistake: the loss wrapped in a "
+                      f"{type(loss).__name__}; return the loss itself, a scalar.")
     if value is None or value.size != 1:
         raise Mistake(f"Called with {what}, your step returned {type(loss).__name__}: "
                       f"{loss!r:.80}.\nLikely mistake: something other than the loss is "
@@ -255,8 +298,9 @@ def check_train_step(fn: Callable) -> str:
     batches = [(rng.normal(size=(16, 6)).astype("float32"),
                 np.eye(3, dtype="float32")[rng.integers(0, 3, size=16)]) for _ in range(2)]
 
-    def run(step):
-        model_log, loss_log = [], []
+    def run(step, model_log=None, loss_log=None):
+        model_log = [] if model_log is None else model_log
+        loss_log = [] if loss_log is None else loss_log
         model = _tiny_model(5, model_log)
         optimizer = keras.optimizers.SGD(learning_rate=0.5, momentum=0.5)
         losses = [step(model, optimizer, _loss(loss_log), x.copy(), y.copy()) for x, y in batches]
@@ -268,17 +312,30 @@ def check_train_step(fn: Callable) -> str:
     def learner(*args):
         return call(fn, *args, what=what)
 
+    model_log, loss_log = [], []
     try:
-        mine, optimizer, losses, model_log, loss_log = run(learner)
+        mine, optimizer, losses, model_log, loss_log = run(learner, model_log, loss_log)
     except Mistake as error:
+        if "compile()" in str(error) or "must call `compile" in str(error).lower():
+            raise Mistake(f"{str(error).splitlines()[0]}\nLikely mistake: model.fit (or "
+                          "train_on_batch) where the exercise writes the step itself: run the "
+                          "model inside a tf.GradientTape, take the gradient of loss_fn, and "
+                          "apply it with the optimizer you are given.") from None
+        if "apply_gradients" in str(error) and "unpack" in str(error):
+            raise Mistake(f"{str(error).splitlines()[0]}\nLikely mistake: apply_gradients "
+                          "takes (gradient, variable) pairs, not the gradients alone: "
+                          "optimizer.apply_gradients(zip(gradients, "
+                          "model.trainable_variables)).") from None
+        if "_unique_id" in str(error) or "has no attribute 'assign" in str(error):
+            raise Mistake(f"{str(error).splitlines()[0]}\nLikely mistake: apply_gradients "
+                          "takes (gradient, variable) pairs: zip(gradients, "
+                          "model.trainable_variables), in that order.") from None
         if "No gradients provided" not in str(error) and "None values not supported" not in \
                 str(error) and "NoneType" not in str(error):
             raise
         raise Mistake(f"{str(error).splitlines()[0]}\nThe tape found no path from the "
-                      "weights to the loss.\nLikely mistake: the forward pass (model(images, "
-                      "training=True)) or the loss runs outside the `with tf.GradientTape()` "
-                      "block, or the loss leaves TensorFlow (.numpy(), float(), np.*) before "
-                      "tape.gradient.") from None
+                      "weights to the loss.\nLikely mistake: "
+                      + _no_path(model_log, loss_log)) from None
     losses = [convert(lambda v: _scalar(v, what), loss, what, "loss") for loss in losses]
     expected, _, expected_losses, _, _ = run(_reference_step)
     got = [w.numpy() for w in mine.weights]
@@ -309,6 +366,19 @@ def check_train_step(fn: Callable) -> str:
                       f"{np.round(expected_losses, 5).tolist()}.\nLikely mistake: the loss "
                       "returned is not the batch's loss before the update (computed again "
                       "after it, or on another batch?).")
+    moved = np.concatenate([(w.numpy() - s).ravel() for w, s in zip(mine.trainable_weights,
+                                                                     start)])
+    right_move = np.concatenate([(w.numpy() - s).ravel() for w, s in zip(
+        expected.trainable_weights, start)])
+    cosine = float(moved @ right_move / (np.linalg.norm(moved) * np.linalg.norm(right_move)
+                                         + 1e-30))
+    if cosine > 0.9:
+        ratio = float(np.linalg.norm(moved) / np.linalg.norm(right_move))
+        raise Mistake(f"Called with {what}, your weights move the optimizer's way, but "
+                      f"{ratio:.3g} times as far.\nLikely mistake: the step is scaled: the "
+                      "gradients changed before apply_gradients (clipped, averaged, "
+                      "multiplied) or the optimizer's learning rate set by hand; apply the "
+                      "tape's gradients as they are, with the optimizer as given.")
     names = [w.path for w in mine.weights]
     worst = int(np.argmax([np.max(np.abs(a - b)) for a, b in zip(got, want)]))
     raise Mistake(f"Called with {what}, after two steps your weights differ from the "
@@ -318,9 +388,35 @@ def check_train_step(fn: Callable) -> str:
                   "model(images, training=True)) (a different loss, gradient or scale?).")
 
 
+def _no_path(model_log: list, loss_log: list) -> str:
+    """Which break in the chain from the weights to the loss the probes show ("No gradients
+    provided" is the same error for all of them)."""
+    if not model_log:
+        return ("the model is never called inside your step (model(images, training=True)), so "
+                "the loss does not depend on its weights.")
+    if not any(training for training, _ in model_log):
+        return ("the predictions come from model.predict (or the model in inference mode "
+                "outside the tape): model.predict returns NumPy, which the tape cannot follow. "
+                "Call model(images, training=True) inside the `with tf.GradientTape()` block.")
+    if not any(recording for _, recording in model_log):
+        return ("the forward pass, model(images, training=True), runs outside the `with "
+                "tf.GradientTape()` block, so the tape never saw it: move it inside.")
+    if loss_log and not any(recording for _, recording in loss_log):
+        return ("the loss is computed outside the `with tf.GradientTape()` block: compute it "
+                "inside, from the predictions.")
+    return ("the loss leaves TensorFlow (.numpy(), float(), np.*) before tape.gradient, so the "
+            "tape cannot follow it back to the weights: keep it a tensor until the gradient is "
+            "taken.")
+
+
 def _diagnose_step(got, start, optimizer, model_log, loss_log, same) -> str | None:
     """The mistake that the probes and the optimizer's step count show, or None."""
     steps = int(optimizer.iterations.numpy())
+    if same(got, start) and steps == 2:
+        return ("the optimizer ran, but the weights did not move: the gradients are zero. Is "
+                "it the gradient of the predictions (a softmax sums to 1, so its sum has no "
+                "gradient) instead of the loss? tape.gradient(loss, "
+                "model.trainable_variables).")
     if same(got, start):
         return ("the weights did not change: the gradients are never applied to the model's "
                 "trainable variables (optimizer.apply_gradients).")
@@ -337,6 +433,10 @@ def _diagnose_step(got, start, optimizer, model_log, loss_log, same) -> str | No
     if not any(training for training, _ in model_log):
         return ("the model runs in inference mode: call it with training=True inside the tape "
                 "(BatchNormalization and Dropout behave differently when training).")
+    if sum(training for training, _ in model_log) > steps:
+        return ("the model runs more than once per step in training mode: each run moves "
+                "BatchNormalization's statistics. Run model(images, training=True) once, "
+                "inside the tape, and reuse its predictions (not twice).")
     if any(labels_first is False for labels_first, _ in loss_log):
         return "the loss's arguments are swapped: Keras losses take (y_true, y_pred)."
     if not loss_log:
