@@ -1145,7 +1145,8 @@ NUMPY_CHECKERS = [C.check_standardize, C.check_extract_patches,
                   C.check_scaled_dot_product_attention, C.check_double_normalization,
                   C.check_external_attention, C.check_split_heads, C.check_merge_heads,
                   C.check_attention_to_pixels, C.check_top_units, C.check_fit_slope,
-                  C.check_sinkhorn, C.check_em_step, C.check_parameter_count]
+                  C.check_sinkhorn, C.check_em_step, C.check_parameter_count,
+                  C.check_double_normalization_backward]
 verdicts: dict[str, tuple[bool, bool, bool]] = {}  # id -> (should pass, passed, named)
 
 
