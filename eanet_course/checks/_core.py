@@ -250,7 +250,22 @@ def _parameter_names(fn: Callable, count: int) -> list[str]:
 
 
 #: NumPy and TensorFlow errors learners meet, and what they usually mean.
+#: Errors of functions that take one number, called on a whole sequence.
+SCALAR_FUNCTION_ERRORS = ("only length-1 arrays", "only size-1 arrays",
+                          "only 0-dimensional arrays", "must be real number, not",
+                          "only integer scalar arrays")
+
 ERROR_CAUSES = [
+    (("axes don't match array",),
+     "a transpose with a fixed list of axes, written for one number of axes: the inputs here "
+     "have another. Swap the last two axes only (np.swapaxes(k, -1, -2)) and count axes from "
+     "the end."),
+    (("'float' object cannot be interpreted as an integer", "must be int, not float"),
+     "a size computed with `/`, which gives a float: a shape needs integers, so use integer "
+     "division `//`."),
+    (SCALAR_FUNCTION_ERRORS,
+     "a function that takes one number (math.log, math.exp, float(...)) given a whole "
+     "sequence: use NumPy's, which works element by element (np.log, np.exp)."),
     (("not aligned", "matmul: input operand", "incompatible shapes", "matrix size-incompatible",
       "dimensions must be equal", "operands could not be broadcast"),
      "two arrays whose axes do not match in a product or an element-wise operation: check "
@@ -494,6 +509,27 @@ def _indices(index: list[int], n: int) -> str:
     return ", ".join(words) + more
 
 
+def _order_along(got: np.ndarray, expected: np.ndarray, a: int, rtol: float,
+                 atol: float) -> list[int] | None:
+    """The permutation of ``expected``'s entries along axis ``a`` that gives ``got``, or None."""
+    n = got.shape[a]
+    g = np.moveaxis(got, a, 0).reshape(n, -1)
+    e = np.moveaxis(expected, a, 0).reshape(n, -1)
+    order = [int(np.argmin(np.abs(e - row).max(axis=1))) for row in g]
+    if sorted(order) != list(range(n)) or not np.allclose(g, e[order], rtol=rtol, atol=atol):
+        return None
+    return order
+
+
+def _factor_per_index(got: np.ndarray, expected: np.ndarray, nonzero: np.ndarray,
+                      a: int) -> np.ndarray:
+    """The median of ``got / expected`` over every axis but ``a`` (kept, length 1 elsewhere),
+    over the entries where ``expected`` is not 0."""
+    with np.errstate(all="ignore"):
+        full = np.where(nonzero, got / np.where(nonzero, expected, 1), np.nan)
+    return np.nanmedian(full, axis=tuple(i for i in range(got.ndim) if i != a), keepdims=True)
+
+
 def diagnose(got: np.ndarray, expected: np.ndarray, axes: tuple[str, ...] | None = None,
              rtol: float = RTOL, atol: float = ATOL) -> str:
     """What differs between ``got`` and ``expected``, and where, in words: axes reordered or
@@ -526,11 +562,8 @@ def diagnose(got: np.ndarray, expected: np.ndarray, axes: tuple[str, ...] | None
             return f"the right values in reverse order along {_axis(a, nd, axes)}."
     for a in range(nd):
         if got.shape[a] > 1:
-            g = np.moveaxis(got, a, 0).reshape(got.shape[a], -1)
-            e = np.moveaxis(expected, a, 0).reshape(got.shape[a], -1)
-            order = [int(np.argmin(np.abs(e - row).max(axis=1))) for row in g]
-            if sorted(order) == list(range(len(order))) and order != list(range(len(order))) \
-                    and np.allclose(g, e[order], rtol=rtol, atol=atol):
+            order = _order_along(got, expected, a, rtol, atol)
+            if order is not None and order != list(range(len(order))):
                 return (f"the right entries in the wrong order along {_axis(a, nd, axes)}: "
                         f"yours come in the order {order[:8]}{'...' if len(order) > 8 else ''}.")
     nonzero = np.abs(expected) > 1e-9
@@ -559,12 +592,9 @@ def diagnose(got: np.ndarray, expected: np.ndarray, axes: tuple[str, ...] | None
                          f"{_axis(a, nd, axes)}")
             few = few or 2 * rows.size <= got.shape[a]
     if not few and np.any(nonzero) and nd > 1:
-        with np.errstate(all="ignore"):
-            full = np.where(nonzero, got / np.where(nonzero, expected, 1), np.nan)
         for a in range(nd):
             if got.shape[a] > 1:
-                per = np.nanmedian(full, axis=tuple(i for i in range(nd) if i != a),
-                                   keepdims=True)
+                per = _factor_per_index(got, expected, nonzero, a)
                 if np.all(np.isfinite(per)) and np.allclose(
                         got, expected * per, rtol=rtol * 10, atol=atol * 10):
                     return (f"your values are the right ones up to one factor per index of "
@@ -642,52 +672,8 @@ def fresh_rng() -> np.random.Generator:
     return np.random.default_rng()
 
 
-# -- bank-attn: more diagnoses, from how a wrong result relates to the right one, and more
-# causes of the errors learners' code raises. Checkers call compare_more and call_more where
-# they would call compare and call; both fall back to those.
-
-#: Errors the generic explanation above does not name: (needles, cause).
-MORE_ERROR_CAUSES = [
-    (("axes don't match array",),
-     "a transpose with a fixed list of axes, written for one number of axes: the inputs here "
-     "have another. Swap the last two axes only (np.swapaxes(k, -1, -2)) and count axes from "
-     "the end."),
-    (("'float' object cannot be interpreted as an integer", "must be int, not float",
-      "float' object cannot be interpreted"),
-     "a size computed with `/`, which gives a float: a shape needs integers, so use integer "
-     "division `//`."),
-    (("operands could not be broadcast",),
-     "most often a sum or maximum without keepdims=True: it drops the axis it reduces, so "
-     "dividing by it broadcasts against the wrong axis (or fails); keep the axis, .sum(axis=..., "
-     "keepdims=True). Otherwise two arrays whose axes do not match: print their shapes."),
-]
-
-
-def call_more(fn: Callable, *args, what: str):
-    """:func:`call`, with the causes in :data:`MORE_ERROR_CAUSES` named when the learner's code
-    raises one of those errors."""
-    try:
-        return call(fn, *args, what=what)
-    except Mistake as error:
-        text = str(error)
-        head = text[:text.rfind("Likely mistake: ")] if "Likely mistake: " in text else text
-        for needles, cause in MORE_ERROR_CAUSES:
-            if " raised " in head and any(n in head.lower() for n in needles):
-                raise relikely(error, cause) from None
-        raise
-
-
-def _order_along(got: np.ndarray, expected: np.ndarray, a: int, rtol: float,
-                 atol: float) -> list[int] | None:
-    """The permutation of ``expected``'s entries along axis ``a`` that gives ``got``, or None."""
-    n = got.shape[a]
-    g = np.moveaxis(got, a, 0).reshape(n, -1)
-    e = np.moveaxis(expected, a, 0).reshape(n, -1)
-    order = [int(np.argmin(np.abs(e - row).max(axis=1))) for row in g]
-    if sorted(order) != list(range(n)) or not np.allclose(g, e[order], rtol=rtol, atol=atol):
-        return None
-    return order
-
+# -- more diagnoses, from how a wrong result relates to the right one: checkers call
+# compare_more (or compare_story with their own account) where they would call compare.
 
 def relate(got: np.ndarray, expected: np.ndarray, axes: tuple[str, ...] | None = None,
            rtol: float = RTOL, atol: float = ATOL) -> str | None:
@@ -736,11 +722,8 @@ def relate(got: np.ndarray, expected: np.ndarray, axes: tuple[str, ...] | None =
                             "(a mean where a sum belongs, or a sum where a mean belongs, or a "
                             "division by the count).")
         if nd > 1:
-            with np.errstate(all="ignore"):
-                full = np.where(nonzero, got / np.where(nonzero, expected, 1), np.nan)
             for a in range(nd):
-                per = np.nanmedian(full, axis=tuple(i for i in range(nd) if i != a),
-                                   keepdims=True)
+                per = _factor_per_index(got, expected, nonzero, a)
                 if np.all(np.isfinite(per)) and np.all(np.abs(per - 1) < 2e-2) and \
                         np.any(np.abs(per - 1) > 1e-4) and np.allclose(
                             got, expected * per, rtol=1e-5, atol=atol):
@@ -787,11 +770,6 @@ def compare_more(got: np.ndarray, expected: np.ndarray, label: str, what: str,
 
 # -- bank-course: generic helpers for the course group's checkers (exercises 00, 08, 09, 10).
 
-#: Errors of functions that take one number, called on a whole sequence, and what they mean.
-SCALAR_FUNCTION_ERRORS = ("only length-1 arrays", "only size-1 arrays",
-                          "only 0-dimensional arrays", "must be real number, not",
-                          "only integer scalar arrays")
-
 #: Words of the errors that a size fixed in the code raises on inputs of other sizes.
 SIZE_ERRORS = ("reshape", "broadcast", "index", "out of bounds", "shape", "size", "dimension",
                "not aligned", "incompatible")
@@ -812,10 +790,9 @@ def relikely(mistake: Mistake, likely: str) -> Mistake:
 
 
 def call_sized(fn: Callable, *args, what: str, ran_on: dict[tuple, str]):
-    """:func:`call`, with a better "Likely mistake" for two errors of the learner's code: a
-    function of the math module given a whole sequence, and a size fixed in the code (the
-    function raises on inputs of new shapes after it ran on others). ``ran_on`` maps the shapes
-    of the array arguments it ran on to their description; the call adds its own."""
+    """:func:`call`, with a better "Likely mistake" for a size fixed in the code: the function
+    raises on inputs of new shapes after it ran on others. ``ran_on`` maps the shapes of the
+    array arguments it ran on to their description; the call adds its own."""
     shapes = tuple(np.shape(a) for a in args if isinstance(a, (np.ndarray, list, tuple)))
     try:
         result = call(fn, *args, what=what)
@@ -823,10 +800,6 @@ def call_sized(fn: Callable, *args, what: str, ran_on: dict[tuple, str]):
         head = str(mistake).split("\n")[0]
         if " raised " not in head:
             raise
-        if "math." in head or any(e in head for e in SCALAR_FUNCTION_ERRORS):
-            raise relikely(mistake, "a function that takes one number (math.log, math.exp, "
-                                    "float(...)) given a whole sequence: use NumPy's, which "
-                                    "works element by element (np.log, np.exp).") from None
         if ran_on and shapes not in ran_on and any(word in head.lower() for word in SIZE_ERRORS):
             raise relikely(mistake, f"your function ran on {list(ran_on.values())[-1]} but "
                                     "fails on these inputs, of other shapes: a size fixed in "

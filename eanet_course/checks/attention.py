@@ -16,7 +16,7 @@ import numpy as np
 
 from eanet_course import reference as ref
 from eanet_course.checks._core import (
-    Mistake, call_more, checker, close, compare_more, fresh_rng, ordered, pair, to_array,
+    Mistake, call, checker, close, compare_more, fresh_rng, ordered, pair, to_array,
 )
 
 #: Tolerances for inputs with logits in the hundreds: float32 keeps ~7 digits of 1000.
@@ -123,7 +123,7 @@ def check_extract_patches(fn: Callable) -> str:
         # Normalized images: fractional and negative values, some beyond 255.
         images = gen.normal(scale=80.0, size=shape)
         what = f"float images of shape {shape} and patch_size={p}"
-        got = to_array(call_more(fn, images, p, what=what), "patches", what)
+        got = to_array(call(fn, images, p, what=what), "patches", what)
         expected = ref.extract_patches(images, p)
         if not close(got, expected) and got.size and np.all(got == np.round(got)):
             raise Mistake(f"Called with {what}, every value you return is a whole number, but "
@@ -172,7 +172,7 @@ def check_scaled_dot_product_attention(fn: Callable) -> str:
             what += f" (logits up to {spread * 1.5:.0f}, a different offset per query)"
             tolerances = {"rtol": LARGE_RTOL, "atol": LARGE_ATOL}
             not_finite = GLOBAL_MAX
-        out, weights = pair(call_more(fn, q, k, v, what=what), ("output", "weights"), what)
+        out, weights = pair(call(fn, q, k, v, what=what), ("output", "weights"), what)
         logits = q @ np.swapaxes(k, -1, -2)
         d_k = q.shape[-1]
         expected_out, expected_weights = ref.scaled_dot_product_attention(q, k, v)
@@ -328,7 +328,7 @@ def check_double_normalization(fn: Callable) -> str:
         gen, shape = _draw(rng, case)
         logits, note, tolerances, not_finite = _normalization_inputs(gen, shape, kind)
         what = f"logits of shape {shape}{note}"
-        got = to_array(call_more(fn, logits, what=what), "attention", what)
+        got = to_array(call(fn, logits, what=what), "attention", what)
         compare_more(got, ref.double_normalization(logits), "attention", what,
                 _normalization_mistakes(logits), **tolerances, not_finite=not_finite,
                 axes=("N", "S"))
@@ -357,7 +357,7 @@ def check_external_attention(fn: Callable) -> str:
             tolerances = {"rtol": LARGE_RTOL, "atol": LARGE_ATOL}
             not_finite = UNSTABLE.format(shift=800.0) if kind == "shift" else GLOBAL_MAX
         what = f"features {f_shape}, m_k {m_k.shape}, m_v {m_v.shape}{note}"
-        out, attention = pair(call_more(fn, features, m_k, m_v, what=what),
+        out, attention = pair(call(fn, features, m_k, m_v, what=what),
                               ("output", "attention"), what)
         expected_out, expected_attention = ref.external_attention(features, m_k, m_v)
         ordered((out, attention), (expected_out, expected_attention), ("output", "attention"),
@@ -401,7 +401,7 @@ def check_split_heads(fn: Callable) -> str:
         b, n, width = shape
         dh = width // h
         what = f"x of shape {shape} and num_heads={h}"
-        got = to_array(call_more(fn, x, h, what=what), "heads", what)
+        got = to_array(call(fn, x, h, what=what), "heads", what)
         try:
             _compare_heads(got, x, h, what)
         except Mistake as error:
@@ -446,7 +446,7 @@ def check_merge_heads(fn: Callable) -> str:
         x = gen.normal(size=shape)
         b, h, n, dh = shape
         what = f"x of shape {shape}"
-        got = to_array(call_more(fn, x, what=what), "merged heads", what)
+        got = to_array(call(fn, x, what=what), "merged heads", what)
         compare_more(got, ref.merge_heads(x), "merged heads", what, {
             "heads merged in the wrong order: a reshape straight to (B, N, H*dh), without "
             "moving the heads axis first, mixes patches and heads.": x.reshape(b, n, h * dh),
